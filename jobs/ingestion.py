@@ -1,0 +1,158 @@
+"""The ingestion stage every job shares: meter.readings from Kafka, validated, with event time.
+
+The source keeps the payload raw so that a dead letter carries it intact. The validator
+(udfs.reading_parser) splits the stream into valid readings, watermarked on their event time,
+and dead letters for meter.readings.dlq.
+"""
+
+from __future__ import annotations
+
+from jobs.config import JobConfig
+from jobs.connectors import create_table_ddl, kafka_table_options
+
+READINGS_SOURCE = "readings_raw"
+
+def interval_sql(milliseconds: int) -> str:
+    return f"INTERVAL '{milliseconds / 1000:.3f}' SECOND"
+
+
+def readings_source_ddl(config: JobConfig, *, name: str = READINGS_SOURCE,
+                        bounded: bool = False, group_id: str | None = None) -> str:
+    """DDL of the raw readings source. `bounded` stops at the offsets current at start-up:
+    used by tests and catch-up benchmarks so that a job ends once it has read a preloaded topic."""
+    columns = [
+        "`key` STRING",
+        "`value` STRING",
+        "`kafka_topic` STRING METADATA FROM 'topic' VIRTUAL",
+        "`kafka_partition` INT METADATA FROM 'partition' VIRTUAL",
+        "`kafka_offset` BIGINT METADATA FROM 'offset' VIRTUAL",
+        "`kafka_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL",
+    ]
+    options = kafka_table_options(config.kafka, config.topics.readings.name)
+    options.update({
+        "properties.group.id": group_id or config.kafka.group_id,
+        "scan.startup.mode": config.kafka.startup_mode,
+        "key.format": "raw",
+        "key.fields": "key",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+    })
+    if config.kafka.startup_mode == "group-offsets":
+        # A first run of a new consumer group starts from the beginning of the topic.
+        options["properties.auto.offset.reset"] = "earliest"
+    if bounded:
+        options["scan.bounded.mode"] = "latest-offset"
+    return create_table_ddl(name, columns, options)
+
+
+# --------------------------------------------------------------------------- validation
+
+# The validator's verdict as a SQL row; `error` is NULL for a valid reading.
+PARSED_FIELDS = (
+    ("error", "STRING"),
+    ("meter_id", "STRING"),
+    ("ts_ms", "BIGINT"),
+    ("seq", "BIGINT"),
+    ("kwh_import", "DOUBLE"),
+    ("kwh_export", "DOUBLE"),
+    ("voltage_v", "DOUBLE"),
+    ("current_a", "DOUBLE"),
+    ("power_factor", "DOUBLE"),
+    ("frequency_hz", "DOUBLE"),
+    ("status", "ARRAY<STRING>"),
+    ("received_ms", "BIGINT"),
+)
+
+
+def parse_reading_function(max_future_skew_ms: int):
+    """The reading validator (udfs.reading_parser) as a Flink scalar function returning a ROW."""
+    import calendar
+
+    from pyflink.common import Row
+    from pyflink.table import DataTypes
+    from pyflink.table.udf import udf
+
+    from udfs.reading_parser import Rejection, parse_reading
+
+    sql_types = {
+        "STRING": DataTypes.STRING(), "BIGINT": DataTypes.BIGINT(),
+        "DOUBLE": DataTypes.DOUBLE(), "ARRAY<STRING>": DataTypes.ARRAY(DataTypes.STRING()),
+    }
+    result_type = DataTypes.ROW([DataTypes.FIELD(n, sql_types[t]) for n, t in PARSED_FIELDS])
+    # PyFlink's thread-mode array converter cannot take None, so a rejection carries [].
+    empty = (None,) * (len(PARSED_FIELDS) - 3)
+
+    def parse(value, received):
+        # `received` is the Kafka timestamp as a naive UTC datetime.
+        received_ms = (calendar.timegm(received.utctimetuple()) * 1000
+                       + received.microsecond // 1000) if received is not None else None
+        result = parse_reading(value, received_ms=received_ms,
+                               max_future_skew_ms=max_future_skew_ms)
+        if isinstance(result, Rejection):
+            return Row(result.reason, *empty, [], received_ms)
+        return Row(None, *result[:-1], list(result.status), received_ms)
+
+    return udf(parse, result_type=result_type, deterministic=True)
+
+
+PARSED_VIEW = "readings_parsed"
+VALID_VIEW = "readings_valid"
+DEAD_LETTER_VIEW = "readings_dead_letters"
+
+
+def register_validation(t_env, source: str, config: JobConfig) -> tuple[str, str]:
+    """Register two views over `source` and return their names:
+
+    readings_valid: meter_id, event_time (rowtime, watermarked), seq, kwh_import, kwh_export,
+        voltage_v, current_a, power_factor, frequency_hz, status, kafka_partition, kafka_offset.
+    readings_dead_letters: `key`, `value` ready for the dead-letter topic (DESIGN's record).
+
+    The validator runs once per record: its output is materialised as a stream (a plain
+    Table view would be inlined into each branch, and every branch would call Python again).
+    Event time is the validator's `ts`, so one parser decides what a timestamp means; the
+    watermark is assigned right after it, in the JVM.
+    """
+    from pyflink.table import Schema
+
+    t_env.create_temporary_function(
+        "parse_reading", parse_reading_function(int(config.ingestion.max_future_skew)))
+    fields = ", ".join(f"r.{name} AS {name}" for name, _ in PARSED_FIELDS)
+    parsed = t_env.sql_query(f"""
+        SELECT `key`, `value`, kafka_topic, kafka_partition, kafka_offset, {fields}
+        FROM (SELECT *, parse_reading(`value`, CAST(kafka_ts AS TIMESTAMP(3))) AS r
+              FROM `{source}`)""")
+    event_time = config.event_time
+    # A rejected record has no event time; 0 keeps the rowtime non-null without ever moving
+    # the watermark (which only advances), and rejected records never reach a window.
+    schema = (Schema.new_builder()
+              .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(COALESCE(ts_ms, 0), 3)")
+              .watermark("event_time",
+                         f"event_time - {interval_sql(int(event_time.max_out_of_orderness))}")
+              .build())
+    t_env.get_config().set("table.exec.source.idle-timeout", f"{int(event_time.idle_timeout)} ms")
+    t_env.create_temporary_view(PARSED_VIEW,
+                                t_env.from_data_stream(t_env.to_data_stream(parsed), schema))
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY VIEW `{VALID_VIEW}` AS
+        SELECT meter_id, event_time, seq, kwh_import, kwh_export, voltage_v, current_a,
+               power_factor, frequency_hz, status, kafka_partition, kafka_offset
+        FROM `{PARSED_VIEW}` WHERE error IS NULL""")
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY VIEW `{DEAD_LETTER_VIEW}` AS
+        SELECT `key`,
+               JSON_OBJECT(KEY 'error' VALUE error, KEY 'raw' VALUE `value`,
+                           KEY 'topic' VALUE kafka_topic, KEY 'partition' VALUE kafka_partition,
+                           KEY 'offset' VALUE kafka_offset, KEY 'received_ts' VALUE received_ms
+                           NULL ON NULL) AS `value`
+        FROM `{PARSED_VIEW}` WHERE error IS NOT NULL""")
+    return VALID_VIEW, DEAD_LETTER_VIEW
+
+
+def dead_letter_sink_ddl(config: JobConfig, name: str = "dead_letters") -> str:
+    options = kafka_table_options(config.kafka, config.topics.dead_letters.name)
+    options.update({
+        "key.format": "raw", "key.fields": "key",
+        "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
+        "sink.delivery-guarantee": "at-least-once",
+    })
+    return create_table_ddl(name, ["`key` STRING", "`value` STRING"], options)

@@ -1,0 +1,237 @@
+"""A local standalone Flink cluster from the PyFlink distribution's own scripts.
+
+    python -m tools.flink_cluster up|down|status          (make cluster-up / cluster-down)
+    python -m tools.flink_cluster submit ingest -- --config conf/local.yaml
+
+The cluster runs with the repo's conf/flink/config.yaml, rendered into .stack/flink/conf with
+the ports from GRIDSTREAM_FLINK_PORT (REST, default 18081) and GRIDSTREAM_FLINK_RPC_PORT
+(default 16123) and with checkpoint and savepoint folders under .stack/flink. `submit` prints
+and runs the exact `flink run` command line, so it can be reused against any cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from importlib.util import find_spec
+from pathlib import Path
+
+import yaml
+
+from jobs.config import REPO_ROOT
+from jobs.runtime import FLINK_CONF_DIR, PYTHON_PACKAGES, SetupError, connector_jars
+from tools.processes import (
+    StackError,
+    env_port,
+    java_executable,
+    process_matches,
+    require_free_port,
+    stop_pid,
+    wait_until,
+)
+
+FLINK_STACK = REPO_ROOT / ".stack" / "flink"
+RENDERED_CONF = FLINK_STACK / "conf"
+PROCESS_MARKERS = ("StandaloneSessionClusterEntrypoint", "TaskManagerRunner")
+
+
+def flink_home() -> Path:
+    spec = find_spec("pyflink")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError("PyFlink is not installed in this Python: run `make setup`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def rest_port() -> int:
+    return env_port("GRIDSTREAM_FLINK_PORT", 18081)
+
+
+def rest_url() -> str:
+    return f"http://127.0.0.1:{rest_port()}"
+
+
+def render_conf() -> Path:
+    """The repo's Flink config with this machine's ports and folders, for the cluster scripts."""
+    conf = yaml.safe_load((FLINK_CONF_DIR / "config.yaml").read_text())
+    conf["rest"]["port"] = rest_port()
+    conf["jobmanager"]["rpc"]["port"] = env_port("GRIDSTREAM_FLINK_RPC_PORT", 16123)
+    conf["env"]["pid"] = {"dir": str(FLINK_STACK / "run")}
+    conf["env"]["log"] = {"dir": str(FLINK_STACK / "log")}
+    checkpointing = conf.setdefault("execution", {}).setdefault("checkpointing", {})
+    checkpointing["dir"] = (FLINK_STACK / "checkpoints").as_uri()
+    checkpointing["savepoint-dir"] = (FLINK_STACK / "savepoints").as_uri()
+    # Per-host working folders (blobs, RocksDB) under .stack, not /tmp.
+    conf.setdefault("io", {})["tmp"] = {"dirs": str(FLINK_STACK / "tmp")}
+    for folder in ("run", "log", "checkpoints", "savepoints", "tmp"):
+        (FLINK_STACK / folder).mkdir(parents=True, exist_ok=True)
+    RENDERED_CONF.mkdir(parents=True, exist_ok=True)
+    header = "# Rendered by tools/flink_cluster.py from conf/flink/config.yaml; edit that file.\n"
+    (RENDERED_CONF / "config.yaml").write_text(header + yaml.safe_dump(conf, sort_keys=False))
+    for name in ("log4j.properties", "log4j-cli.properties", "log4j-console.properties",
+                 "workers"):
+        shutil.copy(FLINK_CONF_DIR / name, RENDERED_CONF / name)
+    (RENDERED_CONF / "masters").write_text(f"127.0.0.1:{rest_port()}\n")
+    return RENDERED_CONF
+
+
+def prepare_lib() -> Path:
+    """The cluster's lib/: PyFlink's own jars plus flink-python, which a cluster running Python
+    UDFs needs on its classpath (the pip distribution keeps it in opt/)."""
+    lib = FLINK_STACK / "lib"
+    if lib.exists():
+        shutil.rmtree(lib)
+    lib.mkdir(parents=True)
+    home = flink_home()
+    for jar in [*sorted((home / "lib").glob("*.jar")), *(home / "opt").glob("flink-python-*.jar")]:
+        (lib / jar.name).symlink_to(jar)
+    return lib
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["FLINK_CONF_DIR"] = str(RENDERED_CONF)
+    env["FLINK_LIB_DIR"] = str(FLINK_STACK / "lib")
+    env["FLINK_LOG_DIR"] = str(FLINK_STACK / "log")
+    # The scripts must find this Python's `java` and PyFlink's own FLINK_HOME.
+    env["FLINK_HOME"] = str(flink_home())
+    env["JAVA_HOME"] = env.get("JAVA_HOME") or str(Path(java_executable(11)).resolve().parents[1])
+    # TaskManagers start Python workers from this interpreter's environment.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def overview() -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{rest_url()}/overview", timeout=2) as response:
+            return json.load(response)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def cluster_pids() -> list[int]:
+    """Pids of this project's JobManager and TaskManager processes (by their conf dir)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if (any(process_matches(pid, m) for m in PROCESS_MARKERS)
+                and process_matches(pid, str(RENDERED_CONF))):
+            pids.append(pid)
+    return pids
+
+
+def up() -> None:
+    java_executable(11)
+    if cluster_pids() and overview():
+        print(f"flink: already running, web UI {rest_url()}")
+        return
+    require_free_port("127.0.0.1", rest_port(), "the Flink REST endpoint", "GRIDSTREAM_FLINK_PORT")
+    require_free_port("127.0.0.1", env_port("GRIDSTREAM_FLINK_RPC_PORT", 16123),
+                      "the Flink JobManager", "GRIDSTREAM_FLINK_RPC_PORT")
+    render_conf()
+    prepare_lib()
+    print(f"flink: starting a standalone cluster (logs in {FLINK_STACK / 'log'})")
+    result = subprocess.run([str(flink_home() / "bin" / "start-cluster.sh")], env=_env(),
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"start-cluster.sh failed: {result.stderr.strip()[:300]}")
+
+    def ready() -> bool:
+        info = overview()
+        return bool(info and info.get("taskmanagers", 0) >= 1)
+
+    took = wait_until(ready, 120, "the Flink cluster", alive=lambda: bool(cluster_pids()),
+                      log=FLINK_STACK / "log")
+    info = overview() or {}
+    print(f"flink: ready in {took:.1f}s, {info.get('slots-total')} slots, web UI {rest_url()}")
+
+
+def down() -> None:
+    pids = cluster_pids()
+    if not pids:
+        print("flink: not running")
+        return
+    if RENDERED_CONF.exists():
+        subprocess.run([str(flink_home() / "bin" / "stop-cluster.sh")], env=_env(),
+                       capture_output=True, text=True)
+    for pid in cluster_pids():
+        stop_pid(pid, str(RENDERED_CONF), timeout=20)
+    print(f"flink: stopped ({len(pids)} processes)")
+
+
+def status_row() -> tuple:
+    pids = cluster_pids()
+    healthy = bool(pids) and overview() is not None
+    return ("flink", pids[0] if pids else None, f"127.0.0.1:{rest_port()}", healthy, FLINK_STACK)
+
+
+def flink_run_command(job: str, job_args: list[str], *, detached: bool = False) -> list[str]:
+    """`flink run` for jobs/<job>.py: ships jobs/ and udfs/, the connector jars and this
+    interpreter (same machine); on a remote cluster use python.archives instead (runbook)."""
+    try:
+        jars = connector_jars()  # fail early, before the client starts
+    except SetupError as err:
+        raise StackError(str(err)) from None
+    command = [str(flink_home() / "bin" / "flink"), "run"]
+    if detached:
+        command.append("--detached")
+    command += [
+        "--pyModule", f"jobs.{job}",
+        "--pyFiles", ",".join(str(REPO_ROOT / p) for p in PYTHON_PACKAGES),
+        "--pyClientExecutable", sys.executable,
+        "--pyExecutable", sys.executable,
+    ]
+    # The job sets pipeline.jars itself (jobs/runtime.py); the client uploads them with the job.
+    del jars
+    return [*command, *job_args]
+
+
+def submit(job: str, job_args: list[str], *, detached: bool = False) -> int:
+    if not overview():
+        raise StackError(f"no Flink cluster answers at {rest_url()}: run `make cluster-up`")
+    render_conf()
+    if not (FLINK_STACK / "lib").exists():
+        prepare_lib()
+    command = flink_run_command(job, job_args, detached=detached)
+    print("$ FLINK_CONF_DIR=" + str(RENDERED_CONF) + " " + " ".join(command), flush=True)
+    return subprocess.run(command, env=_env(), cwd=REPO_ROOT).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.flink_cluster",
+                                     description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up")
+    sub.add_parser("down")
+    sub.add_parser("status")
+    run = sub.add_parser("submit", help="flink run a job from jobs/ on the local cluster")
+    run.add_argument("job", help="module name in jobs/, e.g. ingest")
+    run.add_argument("--detached", action="store_true")
+    run.add_argument("job_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            up()
+        elif args.command == "down":
+            down()
+        elif args.command == "status":
+            _, pid, address, healthy, _ = status_row()
+            print(f"flink: {'up' if healthy else 'down'} {address} pid={pid or '-'}")
+        else:
+            job_args = args.job_args[1:] if args.job_args[:1] == ["--"] else args.job_args
+            return submit(args.job, job_args, detached=args.detached)
+        return 0
+    except StackError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -392,6 +392,13 @@ def down() -> None:
     postgres_down()
 
 
+def status_running(config: JobConfig) -> bool:
+    """Whether both services of the stack are up and answering."""
+    return (read_pid(_kafka_files()["pid"], KAFKA_MARKER) is not None
+            and _pg_running(_pg_files()["data"]) is not None
+            and _kafka_ready(config) and _pg_ready(config))
+
+
 def status(config: JobConfig) -> int:
     from tools import flink_cluster
 

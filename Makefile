@@ -1,0 +1,58 @@
+# Two commands do everything on a fresh machine (see README):
+#   make demo    set up, start the embedded stack, run the ingest job end to end, print a summary
+#   make test    set up, start what the tests need (fixtures do it), run the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+JARS_STAMP := build/jars/.resolved
+
+.PHONY: setup jars up down status cluster-up cluster-down demo test test-unit lint clean
+
+setup: $(VENV_STAMP) $(JARS_STAMP)
+
+$(VENV_STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else f"error: Python {v[0]}.{v[1]} found; PyFlink 2.2 needs 3.10-3.12: install one, then make PYTHON=python3.11 setup")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: could not create $(VENV): install python3-venv (apt-get install python3-venv)"; exit 1; }
+	@echo "setup: installing Python dependencies into $(VENV) (first time: a few minutes)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+jars: $(JARS_STAMP)
+
+$(JARS_STAMP): pom.xml
+	@command -v mvn >/dev/null || { echo "error: Maven not found: install it (apt-get install maven)"; exit 1; }
+	@echo "setup: resolving connector and broker jars into build/jars (Maven)"
+	@mvn --quiet --batch-mode package
+	@touch $@
+
+up: setup
+	@$(PY) -m tools.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m tools.stack down; else echo "nothing to stop (no $(VENV))"; fi
+
+status: setup
+	@$(PY) -m tools.stack status
+
+cluster-up: setup
+	@$(PY) -m tools.flink_cluster up
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(PY) -m tools.flink_cluster down; fi
+
+demo: up
+	@$(PY) -m tools.demo
+
+test: setup
+	@$(PY) -m pytest
+
+test-unit: setup
+	@$(PY) -m pytest tests/unit
+
+lint: setup
+	@$(PY) -m ruff check .
+
+clean: down
+	rm -rf .stack build $(VENV)

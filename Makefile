@@ -56,3 +56,9 @@ lint: setup
 
 clean: down
 	rm -rf .stack build $(VENV)
+
+.PHONY: bench bench-ingest
+bench: bench-ingest
+
+bench-ingest: up
+	@$(PY) -m tools.bench_ingest

@@ -21,7 +21,8 @@ from jobs.ingestion import (
     readings_source_ddl,
     register_validation,
 )
-from jobs.runtime import SetupError, create_table_env
+from jobs.preflight import PreflightError, check_services
+from jobs.runtime import SetupError, connector_jars, create_table_env
 
 JOB_NAME = "gridstream-ingest"
 READINGS_TABLE = "meter_readings"
@@ -85,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = with_flink_options(load_config(args.config), args.flink_options)
+        connector_jars()
+        check_services(config, args.config)
         t_env = create_table_env(config, JOB_NAME)
-    except (ConfigError, SetupError) as err:
+    except (ConfigError, SetupError, PreflightError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     group_id = args.group_id or f"{config.kafka.group_id}-ingest"

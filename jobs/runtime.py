@@ -15,7 +15,9 @@ from pathlib import Path
 from jobs.config import REPO_ROOT, JobConfig
 
 FLINK_CONF_DIR = REPO_ROOT / "conf" / "flink"
-CONNECTOR_JARS_DIR = REPO_ROOT / "build" / "jars" / "flink"
+# GRIDSTREAM_JARS_DIR points at jars resolved elsewhere (an offline machine, a shared cache).
+JARS_DIR = Path(os.environ.get("GRIDSTREAM_JARS_DIR", REPO_ROOT / "build" / "jars"))
+CONNECTOR_JARS_DIR = JARS_DIR / "flink"
 LOG_DIR = REPO_ROOT / ".stack" / "log"
 # Python packages shipped to the Python workers next to the job.
 PYTHON_PACKAGES = ("jobs", "udfs")

@@ -27,6 +27,7 @@ import yaml
 from jobs.config import REPO_ROOT
 from jobs.runtime import FLINK_CONF_DIR, PYTHON_PACKAGES, SetupError, connector_jars
 from tools.processes import (
+    STACK_DIR,
     StackError,
     env_port,
     java_executable,
@@ -36,7 +37,7 @@ from tools.processes import (
     wait_until,
 )
 
-FLINK_STACK = REPO_ROOT / ".stack" / "flink"
+FLINK_STACK = STACK_DIR / "flink"
 RENDERED_CONF = FLINK_STACK / "conf"
 PROCESS_MARKERS = ("StandaloneSessionClusterEntrypoint", "TaskManagerRunner")
 

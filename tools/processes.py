@@ -13,6 +13,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from jobs.config import REPO_ROOT
+
+# Where the local services keep data, logs and pid files. GRIDSTREAM_STACK_DIR runs a second,
+# separate stack from the same checkout (give it other ports too).
+STACK_DIR = Path(os.environ.get("GRIDSTREAM_STACK_DIR", REPO_ROOT / ".stack")).resolve()
+
+
+def display_path(path: Path) -> str:
+    path = Path(path)
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
 
 class StackError(RuntimeError):
     """A problem the user can fix; the message is one line naming the cause and the fix."""

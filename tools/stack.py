@@ -24,8 +24,11 @@ from pathlib import Path
 
 from jobs.config import REPO_ROOT, ConfigError, JobConfig, load_config
 from jobs.connectors import kafka_client_properties
+from jobs.runtime import JARS_DIR
 from tools.processes import (
+    STACK_DIR,
     StackError,
+    display_path,
     env_port,
     java_executable,
     port_in_use,
@@ -35,9 +38,8 @@ from tools.processes import (
     wait_until,
 )
 
-STACK_DIR = REPO_ROOT / ".stack"
 KAFKA_DIR = STACK_DIR / "kafka"
-KAFKA_JARS = REPO_ROOT / "build" / "jars" / "kafka"
+KAFKA_JARS = JARS_DIR / "kafka"
 PG_DIR = STACK_DIR / "postgres"
 SCHEMA_DIR = REPO_ROOT / "schemas" / "sql"
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "local.yaml"
@@ -420,7 +422,7 @@ def status(config: JobConfig) -> int:
         if pid is None and port_in_use(host, int(port)):
             state = "foreign"  # another process holds the port
         print(f"{name:<10} {state:<9} {pid or '-':<8} {address:<28} "
-              f"{Path(data).relative_to(REPO_ROOT)}")
+              f"{display_path(data)}")
     return 0
 
 

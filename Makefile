@@ -24,7 +24,7 @@ jars: $(JARS_STAMP)
 $(JARS_STAMP): pom.xml
 	@command -v mvn >/dev/null || { echo "error: Maven not found: install it (apt-get install maven)"; exit 1; }
 	@echo "setup: resolving connector and broker jars into build/jars (Maven)"
-	@mvn --quiet --batch-mode package
+	@mvn --quiet --batch-mode -Dstyle.color=never package
 	@touch $@
 
 up: setup

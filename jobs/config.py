@@ -129,6 +129,22 @@ class EventTimeConfig:
 class IngestionConfig:
     # A reading dated further than this after its arrival is dead-lettered: its clock is wrong.
     max_future_skew: Duration = Duration(300_000)
+    # A reading with the meter_id and ts of one seen within this horizon is a duplicate and
+    # dropped (counted as the dedup operator's records in minus records out). Keyed state grows
+    # with meters x readings per horizon; keep it at least out-of-orderness + allowed lateness,
+    # since anything older is late anyway.
+    dedup_horizon: Duration = Duration(7_200_000)
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """Meter metadata lookups (table meter_registry) and what an unknown meter gets."""
+
+    default_nominal_voltage_v: float = 230.0
+    default_interval_minutes: int = 15
+    # Registry rows cached per TaskManager; a change in the table shows within cache_ttl.
+    cache_rows: int = 2_000_000
+    cache_ttl: Duration = Duration(3_600_000)
 
 
 @dataclass(frozen=True)
@@ -154,6 +170,7 @@ class JobConfig:
     topics: Topics = field(default_factory=Topics)
     event_time: EventTimeConfig = field(default_factory=EventTimeConfig)
     ingestion: IngestionConfig = field(default_factory=IngestionConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     jdbc_sink: JdbcSinkConfig = field(default_factory=JdbcSinkConfig)
     flink: FlinkConfig = field(default_factory=FlinkConfig)
 

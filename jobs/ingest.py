@@ -19,6 +19,7 @@ from jobs.ingestion import (
     READINGS_SOURCE,
     dead_letter_sink_ddl,
     readings_source_ddl,
+    register_deduplication,
     register_validation,
 )
 from jobs.preflight import PreflightError, check_services
@@ -51,16 +52,20 @@ class IngestSinks:
 
 
 def build_pipeline(t_env, source: str, sinks: IngestSinks, config: JobConfig):
-    """Validated readings from `source` into `sinks.readings`, rejects into
-    `sinks.dead_letters`. Returns the StatementSet; the caller executes it."""
+    """Validated, deduplicated readings from `source` into `sinks.readings`, rejects into
+    `sinks.dead_letters`. Returns the StatementSet; the caller executes it.
+
+    The upsert on (meter_id, ts) alone would also keep replays out, but the last copy would
+    win; deduplicating first keeps the same (first) copy every other job keeps."""
     valid, dead_letters = register_validation(t_env, source, config)
+    unique = register_deduplication(t_env, valid, config)
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"""
         INSERT INTO `{sinks.readings}`
         SELECT meter_id, CAST(event_time AS TIMESTAMP(3)), seq, kwh_import, kwh_export,
                voltage_v, current_a, power_factor, frequency_hz, JSON_STRING(status),
                kafka_partition, kafka_offset
-        FROM `{valid}`""")
+        FROM `{unique}`""")
     statements.add_insert_sql(f"INSERT INTO `{sinks.dead_letters}` SELECT * FROM `{dead_letters}`")
     return statements
 

@@ -8,7 +8,7 @@ and dead letters for meter.readings.dlq.
 from __future__ import annotations
 
 from jobs.config import JobConfig
-from jobs.connectors import create_table_ddl, kafka_table_options
+from jobs.connectors import create_table_ddl, jdbc_table_options, kafka_table_options
 
 READINGS_SOURCE = "readings_raw"
 
@@ -104,7 +104,8 @@ def register_validation(t_env, source: str, config: JobConfig) -> tuple[str, str
     """Register two views over `source` and return their names:
 
     readings_valid: meter_id, event_time (rowtime, watermarked), seq, kwh_import, kwh_export,
-        voltage_v, current_a, power_factor, frequency_hz, status, kafka_partition, kafka_offset.
+        voltage_v, current_a, power_factor, frequency_hz, status, kafka_partition, kafka_offset,
+        proc_time.
     readings_dead_letters: `key`, `value` ready for the dead-letter topic (DESIGN's record).
 
     The validator runs once per record: its output is materialised as a stream (a plain
@@ -126,6 +127,7 @@ def register_validation(t_env, source: str, config: JobConfig) -> tuple[str, str
     # the watermark (which only advances), and rejected records never reach a window.
     schema = (Schema.new_builder()
               .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(COALESCE(ts_ms, 0), 3)")
+              .column_by_expression("proc_time", "PROCTIME()")
               .watermark("event_time",
                          f"event_time - {interval_sql(int(event_time.max_out_of_orderness))}")
               .build())
@@ -135,7 +137,7 @@ def register_validation(t_env, source: str, config: JobConfig) -> tuple[str, str
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW `{VALID_VIEW}` AS
         SELECT meter_id, event_time, seq, kwh_import, kwh_export, voltage_v, current_a,
-               power_factor, frequency_hz, status, kafka_partition, kafka_offset
+               power_factor, frequency_hz, status, kafka_partition, kafka_offset, proc_time
         FROM `{PARSED_VIEW}` WHERE error IS NULL""")
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW `{DEAD_LETTER_VIEW}` AS
@@ -146,6 +148,74 @@ def register_validation(t_env, source: str, config: JobConfig) -> tuple[str, str
                            NULL ON NULL) AS `value`
         FROM `{PARSED_VIEW}` WHERE error IS NOT NULL""")
     return VALID_VIEW, DEAD_LETTER_VIEW
+
+
+UNIQUE_VIEW = "readings_unique"
+ENRICHED_VIEW = "readings_enriched"
+REGISTRY_LOOKUP = "meter_registry_lookup"
+
+
+def register_deduplication(t_env, valid: str, config: JobConfig) -> str:
+    """Valid readings without duplicates: the first (meter_id, ts) seen within the configured
+    horizon wins. Emits at once (keep-first on processing time) and keeps the rowtime.
+
+    The horizon is the job-wide state TTL (`table.exec.state.ttl`): window aggregates are
+    unaffected (they clear their state when a window fires), other regular state is not kept
+    longer than the horizon either.
+    """
+    t_env.get_config().set("table.exec.state.ttl", f"{int(config.ingestion.dedup_horizon)} ms")
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY VIEW `{UNIQUE_VIEW}` AS
+        SELECT meter_id, event_time, seq, kwh_import, kwh_export, voltage_v, current_a,
+               power_factor, frequency_hz, status, kafka_partition, kafka_offset, proc_time
+        FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY meter_id, event_time
+                                           ORDER BY proc_time) AS occurrence
+              FROM `{valid}`)
+        WHERE occurrence = 1""")
+    return UNIQUE_VIEW
+
+
+def registry_lookup_ddl(config: JobConfig, name: str = REGISTRY_LOOKUP) -> str:
+    """The meter registry as a JDBC lookup table with a per-TaskManager cache; unknown meters
+    are cached too, so they do not query the database on every reading."""
+    registry = config.registry
+    options = jdbc_table_options(config, "meter_registry")
+    options.update({
+        "lookup.cache": "PARTIAL",
+        "lookup.partial-cache.max-rows": str(registry.cache_rows),
+        "lookup.partial-cache.expire-after-write": f"{int(registry.cache_ttl)} ms",
+        "lookup.partial-cache.cache-missing-key": "true",
+        "lookup.max-retries": "3",
+    })
+    columns = ["meter_id STRING", "feeder_id STRING", "region STRING",
+               "nominal_voltage_v DOUBLE", "has_generation BOOLEAN", "service_limit_kw DOUBLE",
+               "interval_minutes INT", "register_max_kwh DOUBLE",
+               "PRIMARY KEY (meter_id) NOT ENFORCED"]
+    return create_table_ddl(name, columns, options)
+
+
+def register_enrichment(t_env, readings: str, config: JobConfig,
+                        registry: str = REGISTRY_LOOKUP) -> str:
+    """`readings` with the meter's feeder, region, nominal voltage, generation flag, service
+    limit, interval and register maximum; a meter not in the registry gets region and feeder
+    'unknown' and the configured defaults."""
+    defaults = config.registry
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY VIEW `{ENRICHED_VIEW}` AS
+        SELECT r.*,
+               COALESCE(m.feeder_id, 'unknown') AS feeder_id,
+               COALESCE(m.region, 'unknown') AS region,
+               COALESCE(m.nominal_voltage_v, CAST({defaults.default_nominal_voltage_v} AS DOUBLE))
+                 AS nominal_voltage_v,
+               COALESCE(m.has_generation, FALSE) AS has_generation,
+               m.service_limit_kw AS service_limit_kw,
+               COALESCE(m.interval_minutes, {defaults.default_interval_minutes})
+                 AS interval_minutes,
+               m.register_max_kwh AS register_max_kwh
+        FROM `{readings}` AS r
+        LEFT JOIN `{registry}` FOR SYSTEM_TIME AS OF r.proc_time AS m
+          ON r.meter_id = m.meter_id""")
+    return ENRICHED_VIEW
 
 
 def dead_letter_sink_ddl(config: JobConfig, name: str = "dead_letters") -> str:

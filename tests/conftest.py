@@ -53,6 +53,15 @@ class Scenario:
     def meter(self, n: int) -> str:
         return f"{self.tag}-m{n:04d}"
 
+    def create_topic(self, name: str, partitions: int = 1) -> str:
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+
+        admin = KafkaAdminClient(**stack.kafka_python_kwargs(self.config))
+        admin.create_topics([NewTopic(name, partitions, 1)])
+        admin.close()
+        return name
+
     def produce(self, payloads: list[tuple[str, bytes]]) -> None:
         from kafka import KafkaProducer
 
@@ -99,9 +108,6 @@ class Scenario:
 
 
 def _scenario(local_stack: JobConfig, tmp_path: Path, partitions: int) -> Scenario:
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
     tag = f"t{uuid.uuid4().hex[:8]}"
     raw = yaml.safe_load(LOCAL_CONFIG.read_text())
     raw["topics"] = {
@@ -112,13 +118,11 @@ def _scenario(local_stack: JobConfig, tmp_path: Path, partitions: int) -> Scenar
     }
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(raw))
-    config = load_config(path)
-    admin = KafkaAdminClient(**stack.kafka_python_kwargs(config))
-    admin.create_topics([NewTopic(t.name, t.partitions, 1) for t in
-                         (config.topics.readings, config.topics.dead_letters,
-                          config.topics.late, config.topics.alerts)])
-    admin.close()
-    return Scenario(config, path, tag)
+    scenario = Scenario(load_config(path), path, tag)
+    for topic in (scenario.config.topics.readings, scenario.config.topics.dead_letters,
+                  scenario.config.topics.late, scenario.config.topics.alerts):
+        scenario.create_topic(topic.name, topic.partitions)
+    return scenario
 
 
 @pytest.fixture

@@ -360,6 +360,9 @@ def apply_schema(config: JobConfig) -> None:
 
     files = sorted(SCHEMA_DIR.glob("*.sql"))
     with psycopg.connect(**pg_connect_kwargs(config), autocommit=True) as conn:
+        # The schema reports whether TimescaleDB was found (see 900_timescaledb.sql).
+        conn.add_notice_handler(lambda notice: print(f"postgres: {notice.message_primary}")
+                                if notice.message_primary.startswith("timescaledb") else None)
         for path in files:
             conn.execute(path.read_text())
     print(f"postgres: schema applied ({len(files)} files from {SCHEMA_DIR.relative_to(REPO_ROOT)})")

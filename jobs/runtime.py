@@ -19,6 +19,7 @@ FLINK_CONF_DIR = REPO_ROOT / "conf" / "flink"
 JARS_DIR = Path(os.environ.get("GRIDSTREAM_JARS_DIR", REPO_ROOT / "build" / "jars"))
 CONNECTOR_JARS_DIR = JARS_DIR / "flink"
 LOG_DIR = REPO_ROOT / ".stack" / "log"
+LOCAL_CHECKPOINTS = REPO_ROOT / ".stack" / "checkpoints"
 # Python packages shipped to the Python workers next to the job.
 PYTHON_PACKAGES = ("jobs", "udfs")
 
@@ -50,6 +51,12 @@ def python_worker_path() -> str:
     return os.pathsep.join(dict.fromkeys(paths))
 
 
+def running_locally() -> bool:
+    """True for an embedded MiniCluster run; False under `flink run`, whose client process
+    hands PyFlink an existing gateway through PYFLINK_GATEWAY_PORT."""
+    return "PYFLINK_GATEWAY_PORT" not in os.environ
+
+
 def create_table_env(config: JobConfig, job_name: str, *, streaming: bool = True):
     """A StreamTableEnvironment configured for `config`."""
     _prepare_process_environment()
@@ -76,6 +83,10 @@ def create_table_env(config: JobConfig, job_name: str, *, streaming: bool = True
     }
     if streaming and flink.checkpoint_interval > 0:
         options["execution.checkpointing.interval"] = f"{int(flink.checkpoint_interval)} ms"
+        if running_locally():
+            # The MiniCluster's default checkpoint storage is the JobManager's heap, capped at
+            # 5 MB of state; a cluster brings its own storage (conf/flink, or flink.options).
+            options["execution.checkpointing.dir"] = (LOCAL_CHECKPOINTS / job_name).as_uri()
     options.update(flink.options)
     for key, value in options.items():
         conf.set(key, value)

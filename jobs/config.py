@@ -123,6 +123,9 @@ class EventTimeConfig:
     max_out_of_orderness: Duration = Duration(30_000)
     # A partition silent this long stops holding the watermark back.
     idle_timeout: Duration = Duration(60_000)
+    # on-periodic: every pipeline.auto-watermark-interval (200 ms), cheap. on-event: after every
+    # reading that moves it; deterministic lateness decisions (tests) at a per-record cost.
+    watermark_emission: Literal["on-periodic", "on-event"] = "on-periodic"
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,31 @@ class RegistryConfig:
     # Registry rows cached per TaskManager; a change in the table shows within cache_ttl.
     cache_rows: int = 2_000_000
     cache_ttl: Duration = Duration(3_600_000)
+
+
+@dataclass(frozen=True)
+class ParquetConfig:
+    enabled: bool = False
+    # Local folder (file:///...) or s3://bucket/prefix; partitioned by date and region.
+    path: str = "file:///tmp/gridstream/intervals"
+    rolling_interval: Duration = Duration(300_000)
+
+
+@dataclass(frozen=True)
+class AggregateConfig:
+    # Per-meter energy interval; 30min for meters billed half-hourly.
+    interval: Duration = Duration(900_000)
+    # Feeder and region load period.
+    load_period: Duration = Duration(3_600_000)
+    # A reading this far behind the watermark still counts in its interval; interval rows are
+    # written once it has passed. Anything later goes to the late topic.
+    allowed_lateness: Duration = Duration(1_800_000)
+    # Register maximum for meters whose registry row does not say (rollover detection).
+    default_register_max_kwh: float = 1_000_000.0
+    # A gap between readings up to this many intervals is spread evenly (quality 'estimated');
+    # a longer gap is not, and the next interval has no energy value.
+    max_gap_intervals: int = 96
+    parquet: ParquetConfig = field(default_factory=ParquetConfig)
 
 
 @dataclass(frozen=True)
@@ -171,6 +199,7 @@ class JobConfig:
     event_time: EventTimeConfig = field(default_factory=EventTimeConfig)
     ingestion: IngestionConfig = field(default_factory=IngestionConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    aggregate: AggregateConfig = field(default_factory=AggregateConfig)
     jdbc_sink: JdbcSinkConfig = field(default_factory=JdbcSinkConfig)
     flink: FlinkConfig = field(default_factory=FlinkConfig)
 

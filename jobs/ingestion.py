@@ -1,8 +1,8 @@
 """The ingestion stage every job shares: meter.readings from Kafka, validated, with event time.
 
-The source keeps the payload raw so that a dead letter carries it intact. The validator
-(udfs.reading_parser) splits the stream into valid readings, watermarked on their event time,
-and dead letters for meter.readings.dlq.
+The source keeps the payload raw so that a dead letter carries it intact and generates the
+watermark per Kafka partition. The validator (udfs.reading_parser) splits the stream into
+valid readings, with its event time, and dead letters for meter.readings.dlq.
 """
 
 from __future__ import annotations
@@ -13,13 +13,56 @@ from jobs.connectors import create_table_ddl, jdbc_table_options, kafka_table_op
 READINGS_SOURCE = "readings_raw"
 
 def interval_sql(milliseconds: int) -> str:
-    return f"INTERVAL '{milliseconds / 1000:.3f}' SECOND"
+    """A SQL interval literal of any length (a plain SECOND literal allows only 2 digits)."""
+    seconds, millis = divmod(int(milliseconds), 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return (f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' "
+            f"DAY TO SECOND(3)")
+
+
+# The watermark is generated inside the Kafka source, per partition, so that partitions read
+# at different speeds (a catch-up) do not make each other's readings late, and an idle
+# partition is marked idle instead of holding everyone back. It needs the event time before
+# the validator has run: `source_time` reads `ts` in SQL (integer epoch ms or RFC 3339 with an
+# offset, as udfs/reading_parser.py does); rows then carry the validator's own time, and
+# source_time serves the watermark only.
+# The `ts` token by a regular expression over the raw payload: several times cheaper than
+# JSON_VALUE, which parses the whole document on every call. (A nested object with its own
+# "ts" key could mislead the watermark, never a reading's time.)
+_TS = r"""REGEXP_EXTRACT(`value`, '"ts"\s*:\s*"?([^",}\s]*)', 1)"""
+_ZONE = r"'(Z|[+-][0-9]{2}:[0-9]{2})$'"
+_FRACTION = r"'^.{19}[.]([0-9]+)'"
+# Integer epoch ms first, RFC 3339 otherwise.
+_PARSED_TS = f"""CASE WHEN REGEXP({_TS}, '^[0-9]{{1,15}}$')
+      THEN TO_TIMESTAMP_LTZ(CAST({_TS} AS BIGINT), 3)
+      ELSE TO_TIMESTAMP_LTZ(
+        UNIX_TIMESTAMP(CONCAT(SUBSTRING({_TS}, 1, 19), REGEXP_EXTRACT({_TS}, {_ZONE}, 1)),
+                       'yyyy-MM-dd''T''HH:mm:ssXXX') * 1000
+        + COALESCE(CAST(RPAD(SUBSTRING(REGEXP_EXTRACT({_TS}, {_FRACTION}, 1), 1, 3), 3, '0')
+                        AS INT), 0), 3) END"""
+
+
+def source_time_sql(skew_ms: int) -> str:
+    """`ts` as read in SQL, NULL when dated beyond the allowed skew after its arrival (the
+    validator dead-letters those; a NULL never moves the watermark). LEAST/NULLIF rather than
+    a CASE, which would parse `ts` twice."""
+    limit = f"`kafka_ts` + {interval_sql(skew_ms)}"
+    return f"NULLIF(LEAST({_PARSED_TS}, {limit}), {limit})"
 
 
 def readings_source_ddl(config: JobConfig, *, name: str = READINGS_SOURCE,
-                        bounded: bool = False, group_id: str | None = None) -> str:
+                        bounded: bool = False, group_id: str | None = None,
+                        watermark_delay_ms: int | None = None) -> str:
     """DDL of the raw readings source. `bounded` stops at the offsets current at start-up:
-    used by tests and catch-up benchmarks so that a job ends once it has read a preloaded topic."""
+    used by tests and catch-up benchmarks so that a job ends once it has read a preloaded
+    topic. The watermark trails the newest event time by `watermark_delay_ms` (default: the
+    configured out-of-orderness); a reading dated beyond the allowed clock skew after its
+    arrival (dead-lettered by the validator) never moves it."""
+    delay = (int(config.event_time.max_out_of_orderness) if watermark_delay_ms is None
+             else watermark_delay_ms)
+    skew = int(config.ingestion.max_future_skew)
     columns = [
         "`key` STRING",
         "`value` STRING",
@@ -27,6 +70,8 @@ def readings_source_ddl(config: JobConfig, *, name: str = READINGS_SOURCE,
         "`kafka_partition` INT METADATA FROM 'partition' VIRTUAL",
         "`kafka_offset` BIGINT METADATA FROM 'offset' VIRTUAL",
         "`kafka_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL",
+        f"`source_time` AS {source_time_sql(skew)}",
+        f"WATERMARK FOR `source_time` AS `source_time` - {interval_sql(delay)}",
     ]
     options = kafka_table_options(config.kafka, config.topics.readings.name)
     options.update({
@@ -36,6 +81,8 @@ def readings_source_ddl(config: JobConfig, *, name: str = READINGS_SOURCE,
         "key.fields": "key",
         "value.format": "raw",
         "value.fields-include": "EXCEPT_KEY",
+        "scan.watermark.idle-timeout": f"{int(config.event_time.idle_timeout)} ms",
+        "scan.watermark.emit.strategy": config.event_time.watermark_emission,
     })
     if config.kafka.startup_mode == "group-offsets":
         # A first run of a new consumer group starts from the beginning of the topic.
@@ -103,15 +150,15 @@ DEAD_LETTER_VIEW = "readings_dead_letters"
 def register_validation(t_env, source: str, config: JobConfig) -> tuple[str, str]:
     """Register two views over `source` and return their names:
 
-    readings_valid: meter_id, event_time (rowtime, watermarked), seq, kwh_import, kwh_export,
+    readings_valid: meter_id, event_time (rowtime, watermarked), ts_ms, seq, kwh_import, kwh_export,
         voltage_v, current_a, power_factor, frequency_hz, status, kafka_partition, kafka_offset,
         proc_time.
     readings_dead_letters: `key`, `value` ready for the dead-letter topic (DESIGN's record).
 
     The validator runs once per record: its output is materialised as a stream (a plain
     Table view would be inlined into each branch, and every branch would call Python again).
-    Event time is the validator's `ts`, so one parser decides what a timestamp means; the
-    watermark is assigned right after it, in the JVM.
+    Event time is the validator's `ts`, so one parser decides what a reading's time is; the
+    watermark is the source's, generated per Kafka partition (see readings_source_ddl).
     """
     from pyflink.table import Schema
 
@@ -122,21 +169,18 @@ def register_validation(t_env, source: str, config: JobConfig) -> tuple[str, str
         SELECT `key`, `value`, kafka_topic, kafka_partition, kafka_offset, {fields}
         FROM (SELECT *, parse_reading(`value`, CAST(kafka_ts AS TIMESTAMP(3))) AS r
               FROM `{source}`)""")
-    event_time = config.event_time
-    # A rejected record has no event time; 0 keeps the rowtime non-null without ever moving
-    # the watermark (which only advances), and rejected records never reach a window.
+    # A rejected record has no event time; 0 keeps the rowtime non-null, and rejected records
+    # never reach a window.
     schema = (Schema.new_builder()
               .column_by_expression("event_time", "TO_TIMESTAMP_LTZ(COALESCE(ts_ms, 0), 3)")
               .column_by_expression("proc_time", "PROCTIME()")
-              .watermark("event_time",
-                         f"event_time - {interval_sql(int(event_time.max_out_of_orderness))}")
+              .watermark("event_time", "SOURCE_WATERMARK()")
               .build())
-    t_env.get_config().set("table.exec.source.idle-timeout", f"{int(event_time.idle_timeout)} ms")
     t_env.create_temporary_view(PARSED_VIEW,
                                 t_env.from_data_stream(t_env.to_data_stream(parsed), schema))
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW `{VALID_VIEW}` AS
-        SELECT meter_id, event_time, seq, kwh_import, kwh_export, voltage_v, current_a,
+        SELECT meter_id, event_time, ts_ms, seq, kwh_import, kwh_export, voltage_v, current_a,
                power_factor, frequency_hz, status, kafka_partition, kafka_offset, proc_time
         FROM `{PARSED_VIEW}` WHERE error IS NULL""")
     t_env.execute_sql(f"""
@@ -166,7 +210,7 @@ def register_deduplication(t_env, valid: str, config: JobConfig) -> str:
     t_env.get_config().set("table.exec.state.ttl", f"{int(config.ingestion.dedup_horizon)} ms")
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW `{UNIQUE_VIEW}` AS
-        SELECT meter_id, event_time, seq, kwh_import, kwh_export, voltage_v, current_a,
+        SELECT meter_id, event_time, ts_ms, seq, kwh_import, kwh_export, voltage_v, current_a,
                power_factor, frequency_hz, status, kafka_partition, kafka_offset, proc_time
         FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY meter_id, event_time
                                            ORDER BY proc_time) AS occurrence

@@ -49,9 +49,13 @@ class Scenario:
     config: JobConfig
     config_path: Path
     tag: str
+    tmp: Path
 
     def meter(self, n: int) -> str:
         return f"{self.tag}-m{n:04d}"
+
+    def meter_named(self, name: str) -> str:
+        return f"{self.tag}-{name}"
 
     def create_topic(self, name: str, partitions: int = 1) -> str:
         from kafka import KafkaAdminClient
@@ -62,12 +66,14 @@ class Scenario:
         admin.close()
         return name
 
-    def produce(self, payloads: list[tuple[str, bytes]]) -> None:
+    def produce(self, payloads: list[tuple[str, bytes]], partition: int | None = None) -> None:
+        """Send to the readings topic; with `partition`, all into that one partition, in order."""
         from kafka import KafkaProducer
 
         producer = KafkaProducer(**stack.kafka_python_kwargs(self.config), linger_ms=5)
         for key, value in payloads:
-            producer.send(self.config.topics.readings.name, key=key.encode(), value=value)
+            producer.send(self.config.topics.readings.name, key=key.encode(), value=value,
+                          partition=partition)
         producer.flush()
         producer.close()
 
@@ -107,9 +113,17 @@ class Scenario:
         assert result.returncode == 0, f"{job} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
 
 
-def _scenario(local_stack: JobConfig, tmp_path: Path, partitions: int) -> Scenario:
+def _merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = (_merge(base.get(key, {}), value) if isinstance(value, dict)
+                       else value)
+    return merged
+
+
+def _scenario(tmp_path: Path, partitions: int, overrides: dict | None = None) -> Scenario:
     tag = f"t{uuid.uuid4().hex[:8]}"
-    raw = yaml.safe_load(LOCAL_CONFIG.read_text())
+    raw = _merge(yaml.safe_load(LOCAL_CONFIG.read_text()), overrides or {})
     raw["topics"] = {
         "readings": {"name": f"{tag}.readings", "partitions": partitions},
         "dead_letters": {"name": f"{tag}.readings.dlq", "partitions": 1},
@@ -118,7 +132,7 @@ def _scenario(local_stack: JobConfig, tmp_path: Path, partitions: int) -> Scenar
     }
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(raw))
-    scenario = Scenario(load_config(path), path, tag)
+    scenario = Scenario(load_config(path), path, tag, tmp_path)
     for topic in (scenario.config.topics.readings, scenario.config.topics.dead_letters,
                   scenario.config.topics.late, scenario.config.topics.alerts):
         scenario.create_topic(topic.name, topic.partitions)
@@ -128,7 +142,15 @@ def _scenario(local_stack: JobConfig, tmp_path: Path, partitions: int) -> Scenar
 @pytest.fixture
 def scenario(local_stack, tmp_path) -> Scenario:
     """Fresh topics (readings with 2 partitions) and a unique meter-id prefix."""
-    return _scenario(local_stack, tmp_path, partitions=2)
+    return _scenario(tmp_path, partitions=2)
+
+
+@pytest.fixture(scope="module")
+def module_scenario(local_stack, tmp_path_factory):
+    """A factory of scenarios shared by a module's tests (one job run, many assertions)."""
+    def make(name: str, partitions: int = 2, overrides: dict | None = None) -> Scenario:
+        return _scenario(tmp_path_factory.mktemp(name), partitions, overrides)
+    return make
 
 
 def reading(meter: str, ts_ms: int, **fields) -> tuple[str, bytes]:

@@ -18,3 +18,9 @@ CREATE TABLE IF NOT EXISTS meter_registry (
 
 CREATE INDEX IF NOT EXISTS meter_registry_feeder ON meter_registry (feeder_id);
 CREATE INDEX IF NOT EXISTS meter_registry_region ON meter_registry (region);
+
+-- Meters registered per feeder and per region, for "meters reporting against registered".
+CREATE OR REPLACE VIEW feeder_meter_counts AS
+    SELECT feeder_id, count(*)::integer AS meters FROM meter_registry GROUP BY feeder_id;
+CREATE OR REPLACE VIEW region_meter_counts AS
+    SELECT region, count(*)::integer AS meters FROM meter_registry GROUP BY region;

@@ -101,3 +101,25 @@ def test_every_reading_is_accounted_for(scenario, tmp_path, parallelism):
                    o["service_limit_kw"]) for o in out) == sorted(expected)
     assert sorted((d["raw"], d["error"][:len(faults[d["raw"].encode()])]) for d in dead) == \
         sorted((raw.decode(), reason) for raw, reason in faults.items())
+
+
+def test_source_watermark_time_agrees_with_the_validator(scenario):
+    """The source reads `ts` in SQL for its per-partition watermark; for every form the
+    validator accepts it must read the same instant, and nothing from a clock in the future."""
+    from udfs.reading_parser import parse_reading
+
+    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    stamps = [T0, "2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00",
+              "2025-12-31T18:30:00.5-05:30", "2026-01-01T00:00:00.123456Z", 0,
+              now_ms + 86_400_000]
+    payloads = [json.dumps({"meter_id": "m", "ts": ts, "kwh_import": 1}).encode()
+                for ts in stamps]
+    scenario.produce([(str(i), raw) for i, raw in enumerate(payloads)], partition=0)
+    t_env = create_table_env(with_flink_options(scenario.config, ["parallelism.default=1"]),
+                             "test-source-time")
+    t_env.execute_sql(readings_source_ddl(scenario.config, bounded=True, group_id=scenario.tag))
+    with t_env.sql_query("SELECT `key`, CAST(CAST(source_time AS TIMESTAMP(3)) AS STRING) "
+                         "FROM readings_raw").execute().collect() as rows:
+        read = {int(key): value for key, value in rows}
+    expected = {i: utc(parse_reading(raw).ts_ms) for i, raw in enumerate(payloads[:-1])}
+    assert read == {**expected, len(payloads) - 1: None}

@@ -1,0 +1,160 @@
+"""Aggregate job scenarios on the real broker and database, with exact expected rows.
+
+One fleet of small stories runs through one job; each test asserts on its own meters. The
+production order matters where the watermark does: the watermark trails the newest event
+time by out-of-orderness (30 s) plus allowed lateness (30 min).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import MIN, T0, reading
+from tools import registry
+
+pytestmark = pytest.mark.integration
+
+Q = 15 * MIN  # one interval
+
+REGISTRY = """meter_id,feeder_id,region,nominal_voltage_v,register_max_kwh
+{steady},{F1},{north},230,
+{rollover},{F1},{north},230,1000
+{rollback},{F1},{north},230,
+{gap},{F2},{north},230,
+{late},{F2},{north},230,
+{dup},{F2},{north},230,
+{silent},{F1},{north},230,
+"""
+
+
+def stories(m) -> list:
+    """Readings in the order the fleet sends them: interval by interval, with a few out of
+    line on purpose."""
+    return [
+        # steady: a reading every interval; the first has no previous register.
+        # rollover: its register wraps at 1000 kWh. rollback: its register goes down.
+        # gap: silent for three intervals. late: one reading arrives an interval late.
+        # dup: one reading arrives twice.
+        reading(m("steady"), T0, kwh_import=100.0),
+        reading(m("rollover"), T0, kwh_import=998.5),
+        reading(m("rollback"), T0, kwh_import=500.0),
+        reading(m("gap"), T0, kwh_import=10.0),
+        reading(m("late"), T0, kwh_import=50.0),
+        reading(m("dup"), T0, kwh_import=7.0),
+        reading(m("steady"), T0 + Q, kwh_import=101.5),
+        reading(m("rollover"), T0 + Q, kwh_import=999.5),
+        reading(m("rollback"), T0 + Q, kwh_import=450.0),
+        reading(m("dup"), T0 + Q, kwh_import=8.0),
+        reading(m("dup"), T0 + Q, kwh_import=8.0),
+        reading(m("steady"), T0 + 2 * Q, kwh_import=103.0),
+        reading(m("rollover"), T0 + 2 * Q, kwh_import=1.5),
+        reading(m("rollback"), T0 + 2 * Q, kwh_import=460.0),
+        reading(m("late"), T0 + 2 * Q, kwh_import=54.0),
+        # Watermark now T0 + 2Q - 30.5 min: the T0 + Q reading is still on time.
+        reading(m("late"), T0 + Q, kwh_import=51.0),
+        reading(m("steady"), T0 + 3 * Q, kwh_import=103.0),
+        reading(m("gap"), T0 + 4 * Q, kwh_import=18.0),
+        reading(m("toolate"), T0 + 3 * 60 * MIN, kwh_import=5.0),
+        # Watermark now T0 + 3h - 30.5 min: a reading from T0 + Q is beyond the lateness.
+        reading(m("toolate"), T0 + Q, kwh_import=1.0),
+    ]
+
+
+def intervals(scenario, story: str) -> list[tuple]:
+    rows = scenario.query(
+        "SELECT (extract(epoch FROM interval_start) * 1000)::bigint, kwh_import, reading_count,"
+        " quality, rollover, rollback FROM meter_intervals WHERE meter_id = %s"
+        " ORDER BY interval_start", scenario.meter_named(story))
+    return [(start - T0, kwh, count, quality, rollover, rollback)
+            for start, kwh, count, quality, rollover, rollback in rows]
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["parallelism-1", "parallelism-2"])
+def aggregated(request, module_scenario):
+    # Watermarks move after every reading of a single partition, so which reading is late is
+    # decided by the order of the records alone.
+    scenario = module_scenario(f"aggregate-p{request.param}", partitions=1,
+                               overrides={"event_time": {"watermark_emission": "on-event"}})
+    m = scenario.meter_named
+    csv = scenario.tmp / "registry.csv"
+    csv.write_text(REGISTRY.format(**{s: m(s) for s in ("steady", "rollover", "rollback", "gap",
+                                                         "late", "dup", "silent", "F1", "F2",
+                                                         "north")}))
+    registry.load(scenario.config, csv)
+    scenario.produce(stories(m))
+    scenario.run_job("aggregate", parallelism=request.param)
+    return scenario
+
+
+def test_steady_meter_gets_register_deltas(aggregated):
+    assert intervals(aggregated, "steady") == [
+        (-Q, None, 1, "partial", False, False),  # first reading: no previous register
+        (0, 1.5, 1, "complete", False, False),
+        (Q, 1.5, 1, "complete", False, False),
+        (2 * Q, 0.0, 1, "complete", False, False),
+    ]
+
+
+def test_rollover_wraps_at_the_register_maximum(aggregated):
+    assert intervals(aggregated, "rollover")[1:] == [
+        (0, 1.0, 1, "complete", False, False),
+        (Q, 2.0, 1, "complete", True, False),  # 999.5 -> 1000 -> 1.5
+    ]
+
+
+def test_rollback_is_flagged_not_summed(aggregated):
+    assert intervals(aggregated, "rollback")[1:] == [
+        (0, None, 1, "partial", False, True),
+        (Q, 10.0, 1, "complete", False, False),
+    ]
+
+
+def test_gap_is_spread_over_the_intervals_it_spans(aggregated):
+    # 8 kWh between T0 and T0 + 4Q: 2 kWh in each of the four intervals in between.
+    assert intervals(aggregated, "gap")[1:] == [
+        (0, 2.0, 0, "estimated", False, False),
+        (Q, 2.0, 0, "estimated", False, False),
+        (2 * Q, 2.0, 0, "estimated", False, False),
+        (3 * Q, 2.0, 1, "estimated", False, False),
+    ]
+
+
+def test_late_reading_within_lateness_counts_in_its_interval(aggregated):
+    assert intervals(aggregated, "late")[1:] == [
+        (0, 1.0, 1, "complete", False, False),
+        (Q, 3.0, 1, "complete", False, False),
+    ]
+
+
+def test_duplicate_reading_counts_once(aggregated):
+    assert intervals(aggregated, "dup")[1:] == [(0, 1.0, 1, "complete", False, False)]
+
+
+def test_reading_beyond_allowed_lateness_goes_to_the_late_topic(aggregated):
+    late = aggregated.consume(aggregated.config.topics.late.name, 1)
+    assert [(r["meter_id"], r["ts"], r["kwh_import"]) for r in late] == [
+        (aggregated.meter_named("toolate"), T0 + Q, 1.0)]
+    assert [row[0] for row in intervals(aggregated, "toolate")] == [3 * 60 * MIN - Q]
+
+
+def test_feeder_and_region_load(aggregated):
+    rows = aggregated.query(
+        "SELECT feeder_id, (extract(epoch FROM period_start) * 1000)::bigint, kwh_import,"
+        " peak_kw, avg_kw, meters_reporting, meters_registered FROM feeder_load"
+        " WHERE feeder_id LIKE %s AND period_start >= to_timestamp(%s / 1000.0)"
+        " AND period_start < to_timestamp(%s / 1000.0) ORDER BY 1, 2",
+        f"{aggregated.tag}-%", T0, T0 + 60 * MIN)
+    # Hour [T0, T0 + 1h): F1 = steady (1.5 + 1.5 + 0) + rollover (1 + 2) + rollback (10);
+    # its busiest interval is [T0 + Q, T0 + 2Q) with 1.5 + 2 + 10 kWh = 54 kW.
+    # F2 = gap (4 x 2) + late (1 + 3) + dup (1); busiest [T0 + Q, T0 + 2Q): 2 + 3 = 20 kW.
+    f1, f2 = aggregated.meter_named("F1"), aggregated.meter_named("F2")
+    assert rows == [
+        (f1, T0, 16.0, 54.0, 16.0, 3, 4),
+        (f2, T0, 13.0, 20.0, 13.0, 3, 3),
+    ]
+    region = aggregated.query(
+        "SELECT kwh_import, peak_kw, avg_kw, meters_reporting, meters_registered"
+        " FROM region_load WHERE region = %s AND period_start = to_timestamp(%s / 1000.0)",
+        aggregated.meter_named("north"), T0)
+    # Both feeders; the busiest interval is [T0 + Q, T0 + 2Q) with 13.5 + 5 kWh = 74 kW.
+    assert region == [(29.0, 74.0, 29.0, 6, 7)]

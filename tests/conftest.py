@@ -4,7 +4,10 @@ stopped at the end of the session; one that was already running is left alone.""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -100,17 +103,38 @@ class Scenario:
         with psycopg.connect(**stack.pg_connect_kwargs(self.config)) as conn:
             return conn.execute(sql, params).fetchall()
 
+    def job_command(self, job: str, *args: str, parallelism: int = 1,
+                    group_id: str | None = None) -> list[str]:
+        return [sys.executable, "-m", f"jobs.{job}", "--config", str(self.config_path),
+                "--group-id", group_id or f"{self.tag}-{uuid.uuid4().hex[:6]}",
+                "-D", f"parallelism.default={parallelism}",
+                # A failure must fail the test, not retry forever.
+                "-D", "restart-strategy.type=none", *args]
+
     def run_job(self, job: str, *args: str, parallelism: int = 1,
                 group_id: str | None = None) -> None:
         """Run jobs/<job>.py in an embedded MiniCluster over what the topic holds now."""
-        command = [sys.executable, "-m", f"jobs.{job}", "--config", str(self.config_path),
-                   "--bounded", "--group-id", group_id or f"{self.tag}-{uuid.uuid4().hex[:6]}",
-                   "-D", f"parallelism.default={parallelism}",
-                   # A failure must fail the test, not retry forever.
-                   "-D", "restart-strategy.type=none", *args]
+        command = self.job_command(job, "--bounded", *args, parallelism=parallelism,
+                                   group_id=group_id)
         result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
                                 timeout=600)
         assert result.returncode == 0, f"{job} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+
+    @contextlib.contextmanager
+    def running_job(self, job: str, *args: str, parallelism: int = 1):
+        """jobs/<job>.py running unbounded in a MiniCluster for the duration of the block."""
+        process = subprocess.Popen(self.job_command(job, *args, parallelism=parallelism),
+                                   cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            yield process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def _merge(base: dict, overrides: dict) -> dict:

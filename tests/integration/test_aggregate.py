@@ -7,6 +7,8 @@ time by out-of-orderness (30 s) plus allowed lateness (30 min).
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.conftest import MIN, T0, reading
@@ -158,3 +160,25 @@ def test_feeder_and_region_load(aggregated):
         aggregated.meter_named("north"), T0)
     # Both feeders; the busiest interval is [T0 + Q, T0 + 2Q) with 13.5 + 5 kWh = 74 kW.
     assert region == [(29.0, 74.0, 29.0, 6, 7)]
+
+
+def test_idle_partition_does_not_stall_the_intervals(module_scenario):
+    # Two partitions, readings in only one: without idleness the silent partition would hold
+    # the watermark back and no interval would ever be written while the job runs.
+    scenario = module_scenario("aggregate-idle", partitions=2, overrides={
+        "event_time": {"idle_timeout": "2s"}, "aggregate": {"allowed_lateness": "1min"}})
+    meter = scenario.meter_named("busy")
+    scenario.produce([reading(meter, T0 + i * Q, kwh_import=float(i)) for i in range(6)],
+                     partition=0)
+    with scenario.running_job("aggregate", parallelism=2) as job:
+        deadline = time.monotonic() + 120
+        rows = []
+        while len(rows) < 4 and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(2)
+            rows = intervals(scenario, "busy")
+        assert job.poll() is None, job.stderr.read().decode()[-3000:]
+    # The watermark (newest reading T0 + 5Q minus 1.5 min) has passed the first four ends.
+    assert rows[:4] == [(-Q, None, 1, "partial", False, False),
+                        (0, 1.0, 1, "complete", False, False),
+                        (Q, 1.0, 1, "complete", False, False),
+                        (2 * Q, 1.0, 1, "complete", False, False)]

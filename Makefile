@@ -62,3 +62,9 @@ bench: bench-ingest
 
 bench-ingest: up
 	@$(PY) -m tools.bench_ingest
+
+.PHONY: simulate
+# A day of a 1,000-meter fleet with anomalies into meter.readings, and its registry loaded.
+simulate: up
+	@$(PY) -m tools.simulate --mode replay --meters 1000 --days 1
+	@$(PY) -m tools.registry load .stack/sim/registry.csv

@@ -123,3 +123,33 @@ def test_source_watermark_time_agrees_with_the_validator(scenario):
         read = {int(key): value for key, value in rows}
     expected = {i: utc(parse_reading(raw).ts_ms) for i, raw in enumerate(payloads[:-1])}
     assert read == {**expected, len(payloads) - 1: None}
+
+
+def test_simulated_fleet_is_accounted_for_exactly(scenario, tmp_path):
+    """A simulated day of 300 meters with every data fault, through the real broker: each
+    record is a valid reading out, a dead letter with the reason the ground truth expects, or
+    a dropped duplicate."""
+    from tools.simulator.fleet import write_registry
+    from tools.simulator.settings import Settings
+    from tools.simulator.simulation import Simulation
+
+    sim = Simulation(Settings(meters=300, days=1, seed=11))
+    records = list(sim.records())
+    write_registry(sim.fleet, tmp_path / "registry.csv")
+    registry.load(scenario.config, tmp_path / "registry.csv")
+    scenario.produce([(r.key, r.value) for r in records])
+
+    run_stage(scenario, parallelism=2)
+
+    outcomes = sim.summary()["records_by_outcome"]
+    out = scenario.consume(f"{scenario.tag}.enriched", outcomes["accepted"] + outcomes["late"])
+    dead = scenario.consume(scenario.config.topics.dead_letters.name, outcomes["dead_letter"])
+    # Late readings are valid here; only the aggregate job has an allowed lateness.
+    assert len(out) == outcomes["accepted"] + outcomes["late"]
+    assert len(records) == len(out) + len(dead) + outcomes["duplicate"]
+    assert {o["feeder_id"] for o in out}.isdisjoint({"unknown"})
+    expected = sorted(e["expected_reason"] for e in sim.truth()
+                      if e["expected_outcome"] == "dead_letter")
+    reasons = set(expected)
+    assert expected == sorted(next((r for r in reasons if d["error"].startswith(r)), d["error"])
+                              for d in dead)

@@ -57,11 +57,14 @@ lint: setup
 clean: down
 	rm -rf .stack build $(VENV)
 
-.PHONY: bench bench-ingest
-bench: bench-ingest
+.PHONY: bench bench-ingest bench-aggregate
+bench: bench-ingest bench-aggregate
 
 bench-ingest: up
 	@$(PY) -m tools.bench_ingest
+
+bench-aggregate: up
+	@$(PY) -m tools.bench_aggregate
 
 .PHONY: simulate
 # A day of a 1,000-meter fleet with anomalies into meter.readings, and its registry loaded.

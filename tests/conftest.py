@@ -69,11 +69,13 @@ class Scenario:
         admin.close()
         return name
 
-    def produce(self, payloads: list[tuple[str, bytes]], partition: int | None = None) -> None:
+    def produce(self, payloads: list[tuple[str, bytes]], partition: int | None = None,
+                compression: str | None = None) -> None:
         """Send to the readings topic; with `partition`, all into that one partition, in order."""
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(**stack.kafka_python_kwargs(self.config), linger_ms=5)
+        producer = KafkaProducer(**stack.kafka_python_kwargs(self.config), linger_ms=5,
+                                 compression_type=compression)
         for key, value in payloads:
             producer.send(self.config.topics.readings.name, key=key.encode(), value=value,
                           partition=partition)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import jsonschema
 import pytest
 
-from jobs.config import with_flink_options
+from jobs.config import REPO_ROOT, with_flink_options
 from jobs.connectors import create_table_ddl, kafka_table_options
 from jobs.ingestion import (
     READINGS_SOURCE,
@@ -137,7 +138,8 @@ def test_simulated_fleet_is_accounted_for_exactly(scenario, tmp_path):
     records = list(sim.records())
     write_registry(sim.fleet, tmp_path / "registry.csv")
     registry.load(scenario.config, tmp_path / "registry.csv")
-    scenario.produce([(r.key, r.value) for r in records])
+    # zstd, as the simulator sends: the Kafka connector must be able to read it.
+    scenario.produce([(r.key, r.value) for r in records], compression="zstd")
 
     run_stage(scenario, parallelism=2)
 
@@ -150,6 +152,9 @@ def test_simulated_fleet_is_accounted_for_exactly(scenario, tmp_path):
     assert {o["feeder_id"] for o in out}.isdisjoint({"unknown"})
     expected = sorted(e["expected_reason"] for e in sim.truth()
                       if e["expected_outcome"] == "dead_letter")
+    schema = json.loads((REPO_ROOT / "schemas" / "json" / "dead-letter.schema.json").read_text())
+    for record in dead:
+        jsonschema.validate(record, schema)
     reasons = set(expected)
     assert expected == sorted(next((r for r in reasons if d["error"].startswith(r)), d["error"])
                               for d in dead)

@@ -91,18 +91,20 @@ def _sql_pipeline(t_env, sinks, config):
     from jobs.ingestion import READINGS_SOURCE, VALID_VIEW, register_enrichment
 
     def field(name: str, sql_type: str) -> str:
-        return f"JSON_VALUE(`value`, '$.{name}' RETURNING {sql_type}) AS {name}"
+        return f"TRY_CAST(JSON_VALUE(`value`, '$.{name}') AS {sql_type}) AS {name}"
 
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW `{VALID_VIEW}` AS
         SELECT JSON_VALUE(`value`, '$.meter_id') AS meter_id, source_time AS event_time,
-               {field("ts", "BIGINT").replace(" AS ts", " AS ts_ms")},
+               TIMESTAMPDIFF(SECOND, TIMESTAMP '1970-01-01 00:00:00',
+                             CAST(source_time AS TIMESTAMP(3))) * CAST(1000 AS BIGINT) AS ts_ms,
                {field("seq", "BIGINT")}, {field("kwh_import", "DOUBLE")},
                {field("kwh_export", "DOUBLE")}, {field("voltage_v", "DOUBLE")},
                {field("current_a", "DOUBLE")}, {field("power_factor", "DOUBLE")},
                {field("frequency_hz", "DOUBLE")}, CAST(NULL AS ARRAY<STRING>) AS status,
                kafka_partition, kafka_offset, PROCTIME() AS proc_time
-        FROM `{READINGS_SOURCE}` WHERE source_time IS NOT NULL""")
+        FROM `{READINGS_SOURCE}`
+        WHERE source_time IS NOT NULL AND JSON_VALUE(`value`, '$.meter_id') IS NOT NULL""")
     views = register_aggregation(t_env, register_enrichment(t_env, VALID_VIEW, config), config)
     statements = t_env.create_statement_set()
     statements.add_insert_sql(f"""

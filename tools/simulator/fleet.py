@@ -76,7 +76,8 @@ def build_fleet(settings: Settings, profile: PowerProfile) -> Fleet:
     feeder = np.repeat(np.arange(len(sizes)), sizes)
     feeder_region = np.arange(len(sizes)) // FEEDERS_PER_REGION
     region = feeder_region[feeder]
-    region_ids = [f"R{r + 1:02d}" for r in range(int(feeder_region.max()) + 1)]
+    prefix = settings.id_prefix
+    region_ids = [f"{prefix}R{r + 1:02d}" for r in range(int(feeder_region.max()) + 1)]
     feeder_ids = [f"{region_ids[feeder_region[f]]}-F{f % FEEDERS_PER_REGION + 1:03d}"
                   for f in range(len(sizes))]
 
@@ -101,7 +102,7 @@ def build_fleet(settings: Settings, profile: PowerProfile) -> Fleet:
     # A feeder's voltage sits a little off nominal, and meters further down it a little lower;
     # the sum stays inside the clean spread with room for load and noise.
     feeder_v = rng.uniform(-0.35, 0.35, len(sizes)) * CLEAN_VOLTAGE_SPREAD
-    ids = [f"MTR-{i + 1:07d}" for i in range(n)]
+    ids = [f"{prefix}MTR-{i + 1:07d}" for i in range(n)]
     return Fleet(
         ids=ids,
         keys=[meter_id.encode() for meter_id in ids],

@@ -9,6 +9,7 @@ so even a small fleet exercises every rule.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +48,8 @@ class Settings:
     share_commercial: float = field(default=0.12, metadata=_help("share of commercial meters"))
     share_generation: float = field(default=0.10, metadata=_help(
         "share of residential meters with solar generation"))
+    id_prefix: str = field(default="", metadata=_help(
+        "prefix of every meter, feeder and region id: several fleets in one stack"))
     share_rfc3339: float = field(default=0.05, metadata=_help(
         "share of meters sending ts as RFC 3339 local time with offset"))
 
@@ -115,6 +118,9 @@ class Settings:
             raise SimulatorError(f"--meters {self.meters}: must be at least 1")
         if self.seed < 0:
             raise SimulatorError(f"--seed {self.seed}: must be >= 0")
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{0,40}", self.id_prefix):
+            raise SimulatorError(f"--id-prefix {self.id_prefix!r}: use up to 40 of "
+                                 f"A-Z a-z 0-9 _ . : - (meter ids allow no others)")
         if self.steps < 1:
             raise SimulatorError(f"--days {self.days:g}: shorter than one 15-minute interval: "
                                  f"give at least 0.011")

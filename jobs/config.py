@@ -150,12 +150,23 @@ class RegistryConfig:
     cache_ttl: Duration = Duration(3_600_000)
 
 
+PARQUET_SCHEMES = ("file://", "s3://", "s3a://", "hdfs://")
+
+
 @dataclass(frozen=True)
 class ParquetConfig:
+    """Cold storage of the interval rows, partitioned by date and region (dt=.../region=...)."""
+
     enabled: bool = False
-    # Local folder (file:///...) or s3://bucket/prefix; partitioned by date and region.
+    # Local folder (file:///...) or s3://bucket/prefix. s3:// needs Flink's S3 filesystem
+    # plugin on the cluster (docs/runbook.md); files appear as checkpoints complete.
     path: str = "file:///tmp/gridstream/intervals"
     rolling_interval: Duration = Duration(300_000)
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith(PARQUET_SCHEMES):
+            raise ValueError(f"path: expected a URI starting with {', '.join(PARQUET_SCHEMES)};"
+                             f" got {self.path!r}")
 
 
 @dataclass(frozen=True)
@@ -339,7 +350,10 @@ def _convert_dataclass(value: Any, cls: type, path: str, environ: typing.Mapping
         elif (spec.default is dataclasses.MISSING
               and spec.default_factory is dataclasses.MISSING):
             raise ConfigError(f"{key_path}: required key is missing")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # a value check in the dataclass; its message starts with the key
+        raise ConfigError(f"{_join(path, str(err))}") from None
 
 
 def _join(path: str, key: str) -> str:

@@ -82,11 +82,15 @@ def jdbc_table_options(config: JobConfig, table: str) -> dict[str, str]:
     return options
 
 
-def create_table_ddl(name: str, columns: Iterable[str], options: Mapping[str, str]) -> str:
+def create_table_ddl(name: str, columns: Iterable[str], options: Mapping[str, str], *,
+                     partitioned_by: Iterable[str] = ()) -> str:
     """CREATE TEMPORARY TABLE statement; column strings may include WATERMARK / PRIMARY KEY."""
     cols = ",\n  ".join(columns)
     opts = ",\n  ".join(f"'{_escape(k)}' = '{_escape(v)}'" for k, v in options.items())
-    return f"CREATE TEMPORARY TABLE `{name}` (\n  {cols}\n) WITH (\n  {opts}\n)"
+    partitions = ", ".join(f"`{column}`" for column in partitioned_by)
+    partitioning = f"\nPARTITIONED BY ({partitions})" if partitions else ""
+    return (f"CREATE TEMPORARY TABLE `{name}` (\n  {cols}\n){partitioning}"
+            f" WITH (\n  {opts}\n)")
 
 
 def _escape(text: str) -> str:

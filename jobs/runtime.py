@@ -35,6 +35,14 @@ def connector_jars() -> list[Path]:
     return jars
 
 
+def format_jars(name: str) -> list[Path]:
+    """Jars of an optional format (build/jars/<name>), added only to jobs that use it."""
+    jars = sorted((JARS_DIR / name).glob("*.jar"))
+    if not jars:
+        raise SetupError(f"{name} format jars not found in {JARS_DIR / name}: run `make jars`")
+    return jars
+
+
 def _prepare_process_environment() -> None:
     # The gateway JVM that PyFlink launches for a local run reads these; the repo's Flink
     # config (checkpointing, restart strategy, JVM flags) then applies instead of the defaults
@@ -57,10 +65,11 @@ def running_locally() -> bool:
     return "PYFLINK_GATEWAY_PORT" not in os.environ
 
 
-def create_table_env(config: JobConfig, job_name: str, *, streaming: bool = True):
+def create_table_env(config: JobConfig, job_name: str, *, streaming: bool = True,
+                     extra_jars: list[Path] | tuple[Path, ...] = ()):
     """A StreamTableEnvironment configured for `config`."""
     _prepare_process_environment()
-    jars = connector_jars()
+    jars = [*connector_jars(), *extra_jars]
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 

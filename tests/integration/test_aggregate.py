@@ -184,10 +184,11 @@ def test_idle_partition_does_not_stall_the_intervals(module_scenario):
                         (2 * Q, 1.0, 1, "complete", False, False)]
 
 
-def test_simulated_fleet_equals_the_reference_computation(module_scenario):
+def test_simulated_fleet_equals_the_reference_computation(module_scenario, tmp_path_factory):
     """100 meters x 2 days of simulated readings (anomalies, duplicates, late and broken
     records included) through the job; the interval and load tables equal udfs.interval_math
-    and numpy over the same readings, row for row."""
+    and numpy over the same readings, row for row, and the Parquet cold storage holds the
+    same interval rows."""
     import csv
 
     import numpy as np
@@ -200,8 +201,10 @@ def test_simulated_fleet_equals_the_reference_computation(module_scenario):
     from udfs.reading_parser import Reading, parse_reading
 
     # One partition per subtask: each lateness decision depends on that partition alone.
-    scenario = module_scenario("aggregate-sim", partitions=2,
-                               overrides={"event_time": {"watermark_emission": "on-event"}})
+    cold = tmp_path_factory.mktemp("cold-storage")
+    scenario = module_scenario("aggregate-sim", partitions=2, overrides={
+        "event_time": {"watermark_emission": "on-event"},
+        "aggregate": {"parquet": {"enabled": True, "path": cold.as_uri()}}})
     sim = Simulation(Settings(meters=100, days=2, seed=5, id_prefix=f"{scenario.tag}:"))
     records = list(sim.records())
     write_registry(sim.fleet, scenario.tmp / "registry.csv")
@@ -248,6 +251,17 @@ def test_simulated_fleet_equals_the_reference_computation(module_scenario):
             " WHERE meter_id LIKE %s", f"{scenario.tag}:%"))
     assert len(stored) == len(expected)
     assert stored == expected
+
+    import pyarrow.dataset as ds
+    cold_rows = ds.dataset(cold, format="parquet", partitioning="hive").to_table().to_pylist()
+    assert sorted(
+        (r["meter_id"], int(r["interval_start"].timestamp() * 1000), rounded(r["kwh_import"]),
+         rounded(r["kwh_export"]), rounded(r["voltage_min"]), rounded(r["voltage_max"]),
+         rounded(r["voltage_avg"]), rounded(r["power_factor_avg"]), r["reading_count"],
+         r["quality"], r["rollover"], r["rollback"]) for r in cold_rows) == expected
+    # Partitioned by the interval's UTC date and the meter's region.
+    assert all(r["dt"] == r["interval_start"].strftime("%Y-%m-%d")
+               and r["region"] == meters[r["meter_id"]]["region"] for r in cold_rows)
 
     late = scenario.consume(scenario.config.topics.late.name, sim.summary()[
         "records_by_outcome"]["late"])

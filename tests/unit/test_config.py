@@ -81,6 +81,9 @@ def test_shipped_configs_load(path):
     (with_keys(flink={"options": {"a": {"nested": 1}}}), "flink.options.a: expected a scalar"),
     (with_keys(postgres="db"), "postgres: expected a mapping; got str 'db'"),
     (["not", "a", "mapping"], "<top>: expected a mapping; got list"),
+    (with_keys(aggregate={"parquet": {"enabled": True, "path": "/data/cold"}}),
+     "aggregate.parquet.path: expected a URI starting with file://, s3://, s3a://, hdfs://; "
+     "got '/data/cold'"),
 ])
 def test_each_kind_of_error_names_the_key(raw, message):
     with pytest.raises(ConfigError) as err:

@@ -38,6 +38,7 @@ from jobs.ingestion import (
     readings_source_ddl,
     register_enrichment,
     register_validation,
+    registered_counts_ddl,
     registry_lookup_ddl,
 )
 from jobs.preflight import PreflightError, check_services
@@ -234,17 +235,6 @@ def _register_load(t_env, level: str, keys: str, interval_ms: int, period_ms: in
         LEFT JOIN {level}_period_meters AS m
           ON e.{key} = m.{key} AND e.period_idx = m.period_idx""")
     return f"{level}_load"
-
-
-def registered_counts_ddl(config: JobConfig, level: str) -> str:
-    key = "feeder_id" if level == "feeder" else "region"
-    options = jdbc_table_options(config, f"{level}_meter_counts")
-    options.update({"lookup.cache": "PARTIAL", "lookup.partial-cache.max-rows": "100000",
-                    "lookup.partial-cache.expire-after-write": "10 min",
-                    "lookup.partial-cache.cache-missing-key": "true"})
-    return create_table_ddl(f"{level}_meter_counts",
-                            [f"{key} STRING", "meters INT", f"PRIMARY KEY ({key}) NOT ENFORCED"],
-                            options)
 
 
 def watermark_delay_ms(config: JobConfig) -> int:

@@ -21,6 +21,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from udfs.detection_thresholds import DetectionThresholds
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -141,9 +143,12 @@ class IngestionConfig:
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    """Meter metadata lookups (table meter_registry) and what an unknown meter gets."""
+    """Meter metadata lookups (table meter_registry) and what an unknown meter gets. These
+    defaults are the jobs' (the enrichment applies them); detect.rules.default_* only serve
+    the rules used as a library."""
 
-    default_nominal_voltage_v: float = 230.0
+    # None: the nominal voltage of detect.rules.voltage_profile (230 V EN 50160, 120 V ANSI).
+    default_nominal_voltage_v: float | None = None
     default_interval_minutes: int = 15
     # Registry rows cached per TaskManager; a change in the table shows within cache_ttl.
     cache_rows: int = 2_000_000
@@ -187,6 +192,25 @@ class AggregateConfig:
 
 
 @dataclass(frozen=True)
+class DetectConfig:
+    # Every rule threshold, with DESIGN's defaults (udfs/detection_thresholds.py); *_ms keys
+    # take durations (24h).
+    rules: DetectionThresholds = field(default_factory=DetectionThresholds)
+    # meter.alerts: exactly-once through Kafka transactions (visible to read_committed
+    # consumers when the checkpoint completes), or at-least-once (visible at once; a restart
+    # may repeat an alert, with the same alert_id).
+    delivery: Literal["exactly-once", "at-least-once"] = "exactly-once"
+    # CRITICAL alerts (outages, severe voltage) skip the transaction: at-least-once, visible
+    # within milliseconds, whatever the checkpoint interval.
+    critical_fast_path: bool = True
+    # This job's checkpoint interval (flink.checkpoint_interval is the other jobs'): with
+    # exactly-once delivery, a non-critical alert waits for the next checkpoint.
+    checkpoint_interval: Duration = Duration(1_000)
+    # How long a network buffer may wait before it is sent downstream (Flink default 100ms).
+    buffer_timeout: Duration = Duration(10)
+
+
+@dataclass(frozen=True)
 class JdbcSinkConfig:
     batch_size: int = 5000
     flush_interval: Duration = Duration(1_000)
@@ -211,6 +235,7 @@ class JobConfig:
     ingestion: IngestionConfig = field(default_factory=IngestionConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     aggregate: AggregateConfig = field(default_factory=AggregateConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
     jdbc_sink: JdbcSinkConfig = field(default_factory=JdbcSinkConfig)
     flink: FlinkConfig = field(default_factory=FlinkConfig)
 
@@ -319,6 +344,12 @@ def _convert(value: Any, hint: Any, path: str, environ: typing.Mapping[str, str]
     if hint is int:
         if isinstance(value, _FromEnv) and re.fullmatch(r"-?\d+", value):
             value = int(value)
+        elif isinstance(value, str) and where.endswith("_ms"):
+            # Millisecond fields of the pure-logic dataclasses (udfs/) take durations too.
+            try:
+                value = int(Duration.parse(value))
+            except ValueError as err:
+                raise ConfigError(f"{where}: {err}") from None
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer; got {_describe(value)}")
         return value

@@ -238,18 +238,32 @@ def registry_lookup_ddl(config: JobConfig, name: str = REGISTRY_LOOKUP) -> str:
     return create_table_ddl(name, columns, options)
 
 
+def registered_counts_ddl(config: JobConfig, level: str) -> str:
+    """Meters registered per feeder or region (views over meter_registry), as a cached lookup
+    table named <level>_meter_counts."""
+    key = "feeder_id" if level == "feeder" else "region"
+    options = jdbc_table_options(config, f"{level}_meter_counts")
+    options.update({"lookup.cache": "PARTIAL", "lookup.partial-cache.max-rows": "100000",
+                    "lookup.partial-cache.expire-after-write": "10 min",
+                    "lookup.partial-cache.cache-missing-key": "true"})
+    return create_table_ddl(f"{level}_meter_counts",
+                            [f"{key} STRING", "meters INT", f"PRIMARY KEY ({key}) NOT ENFORCED"],
+                            options)
+
+
 def register_enrichment(t_env, readings: str, config: JobConfig,
                         registry: str = REGISTRY_LOOKUP) -> str:
     """`readings` with the meter's feeder, region, nominal voltage, generation flag, service
     limit, interval and register maximum; a meter not in the registry gets region and feeder
     'unknown' and the configured defaults."""
     defaults = config.registry
+    nominal_v = defaults.default_nominal_voltage_v or config.detect.rules.nominal_voltage_v
     t_env.execute_sql(f"""
         CREATE TEMPORARY VIEW `{ENRICHED_VIEW}` AS
         SELECT r.*,
                COALESCE(m.feeder_id, 'unknown') AS feeder_id,
                COALESCE(m.region, 'unknown') AS region,
-               COALESCE(m.nominal_voltage_v, CAST({defaults.default_nominal_voltage_v} AS DOUBLE))
+               COALESCE(m.nominal_voltage_v, CAST({nominal_v} AS DOUBLE))
                  AS nominal_voltage_v,
                COALESCE(m.has_generation, FALSE) AS has_generation,
                m.service_limit_kw AS service_limit_kw,

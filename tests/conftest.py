@@ -82,7 +82,8 @@ class Scenario:
         producer.flush()
         producer.close()
 
-    def consume(self, topic: str, expected: int, timeout_s: float = 30) -> list[dict]:
+    def consume(self, topic: str, expected: int, timeout_s: float = 30,
+                read_committed: bool = False) -> list[dict]:
         """Every record on `topic` (JSON values), waiting until at least `expected` arrived."""
         import time
 
@@ -90,7 +91,9 @@ class Scenario:
 
         consumer = KafkaConsumer(topic, **stack.kafka_python_kwargs(self.config),
                                  auto_offset_reset="earliest", enable_auto_commit=False,
-                                 consumer_timeout_ms=1000)
+                                 consumer_timeout_ms=1000,
+                                 isolation_level="read_committed" if read_committed
+                                 else "read_uncommitted")
         records, deadline = [], time.monotonic() + timeout_s
         while len(records) < expected and time.monotonic() < deadline:
             records.extend(json.loads(m.value) for m in consumer)

@@ -76,9 +76,10 @@ def _blackhole_sinks(t_env):
     from jobs.aggregate import AggregateSinks
 
     names = AggregateSinks("bh_intervals", "bh_feeder", "bh_region", "bh_late", "bh_dead")
-    for name, like in zip(names.__dict__.values(), ("intervals_store", "feeder_load_store",
-                                                    "region_load_store", "late_readings",
-                                                    "dead_letters"), strict=True):
+    for name, like in zip((names.intervals, names.feeder_load, names.region_load, names.late,
+                           names.dead_letters), ("intervals_store", "feeder_load_store",
+                                                 "region_load_store", "late_readings",
+                                                 "dead_letters"), strict=True):
         t_env.execute_sql(f"CREATE TEMPORARY TABLE {name} WITH ('connector' = 'blackhole') "
                           f"LIKE {like} (EXCLUDING ALL)")
     return names

@@ -42,27 +42,34 @@ UNKNOWN = "unknown"
 MESSAGE_IDS = 10  # meter ids listed in a FEEDER_OUTAGE message; the rest are counted
 
 
-class FeederState:
-    """Per feeder, picklable: meters out but not grouped, and the open feeder alert's group."""
+# An outage interval stays known this long (event time) after the newest outage start, so
+# that members arriving out of order (a catch-up reads the feeder's meters from different
+# partitions at different speeds) still find each other.
+RETENTION_MS = 3_600_000
 
-    __slots__ = ("group", "newest_ts", "open_ts", "out", "threshold")
+
+class FeederState:
+    """Per feeder, picklable: recent ungrouped outage intervals, and the open feeder alert's
+    group with each member's restoration time."""
+
+    __slots__ = ("group", "newest_ts", "open_ts", "outages", "threshold")
 
     def __init__(self):
-        self.out: dict[str, int] = {}       # meter -> outage start, within the window, ungrouped
-        self.group: dict[str, bool] = {}    # meter -> its OUTAGE alert folded (not emitted)
+        self.outages: dict[str, list] = {}  # meter -> [start, end or None], not grouped
+        self.group: dict[str, list] = {}    # meter -> [its OUTAGE folded?, end or None]
         self.open_ts: int | None = None     # event_ts of the open FEEDER_OUTAGE
         self.threshold = 0                  # meters it took to open it
-        self.newest_ts = 0                  # newest outage event time seen (the window's end)
+        self.newest_ts = 0                  # newest outage start seen
 
     def __getstate__(self):
-        return self.out, self.group, self.open_ts, self.threshold, self.newest_ts
+        return self.outages, self.group, self.open_ts, self.threshold, self.newest_ts
 
     def __setstate__(self, values) -> None:
-        self.out, self.group, self.open_ts, self.threshold, self.newest_ts = values
+        self.outages, self.group, self.open_ts, self.threshold, self.newest_ts = values
 
     def __repr__(self) -> str:
-        return (f"FeederState(out={self.out}, group={self.group}, open_ts={self.open_ts}, "
-                f"threshold={self.threshold})")
+        return (f"FeederState(outages={self.outages}, group={self.group}, "
+                f"open_ts={self.open_ts}, threshold={self.threshold})")
 
 
 def suppresses_meter_outage(state: FeederState | None) -> bool:
@@ -71,6 +78,11 @@ def suppresses_meter_outage(state: FeederState | None) -> bool:
 
 
 class FeederCorrelator:
+    """Decides in event time, not arrival order: a meter counts at time t when its outage
+    started within the window before t and had not ended by t. So a restoration that arrives
+    before another member's last gasp (possible whenever meters sit on different Kafka
+    partitions) does not hide the feeder outage, and a replay finds the same one."""
+
     def __init__(self, thresholds: DetectionThresholds | None = None):
         self.thresholds = thresholds or DetectionThresholds()
 
@@ -90,46 +102,65 @@ class FeederCorrelator:
                 now_ms: int) -> list[Alert]:
         meter, ts = outage.meter_id, outage.event_ts
         state.newest_ts = max(state.newest_ts, ts)
-        if state.open_ts is not None:
-            state.group[meter] = True
+        if state.open_ts is not None and ts >= state.open_ts:
+            state.group[meter] = [True, None]
             return []
-        state.out[meter] = ts
-        window_start = state.newest_ts - self.thresholds.feeder_outage_window_ms
-        # Outages older than the window can no longer add up to a feeder outage; their CLEARED
-        # goes out as any ungrouped meter's does.
-        state.out = {m: t for m, t in state.out.items() if t >= window_start}
-        if outage.feeder_id == UNKNOWN or registered <= 0:
+        state.outages[meter] = [ts, None]
+        horizon = state.newest_ts - RETENTION_MS
+        state.outages = {m: i for m, i in state.outages.items() if i[0] >= horizon}
+        if outage.feeder_id == UNKNOWN or registered <= 0 or state.open_ts is not None:
             return [outage]
         needed = self.thresholds.feeder_outage_meters(registered)
-        if len(state.out) < needed:
+        members = self._group_at_earliest(state.outages, needed)
+        if members is None:
             return [outage]
-        state.open_ts = min(state.out.values())
+        state.open_ts = min(state.outages[m][0] for m in members)
         state.threshold = needed
-        state.group = dict.fromkeys(state.out, False)
-        state.group[meter] = True  # the completing outage is reported by the feeder alert
-        members = sorted(state.out, key=lambda m: (state.out[m], m))
-        state.out = {}
-        return [self._feeder_alert(outage, OPEN, state.open_ts, now_ms, len(members), needed,
-                                   f"{len(members)} of {registered} meters of feeder "
-                                   f"{outage.feeder_id} lost power within "
-                                   f"{self.thresholds.feeder_outage_window_ms // 1000} s: "
-                                   f"{_listing(members)}")]
+        # The outage completing the group is reported by the feeder alert; members reported
+        # before keep their own CLEARED (already out, or to come).
+        state.group = {m: [m == meter, state.outages.pop(m)[1]] for m in members}
+        alerts = [self._feeder_alert(outage, OPEN, state.open_ts, now_ms, len(members), needed,
+                                     f"{len(members)} of {registered} meters of feeder "
+                                     f"{outage.feeder_id} lost power within "
+                                     f"{self.thresholds.feeder_outage_window_ms // 1000} s: "
+                                     f"{_listing(sorted(members))}")]
+        return alerts + self._clear_if_restored(state, outage, now_ms)
+
+    def _group_at_earliest(self, outages: dict[str, list], needed: int) -> list[str] | None:
+        """The meters out at the earliest outage start t at which `needed` of them started
+        within the window before t and had not ended by t; None if there is no such t."""
+        window = self.thresholds.feeder_outage_window_ms
+        if len(outages) < needed:
+            return None
+        for t in sorted({start for start, _ in outages.values()}):
+            members = [m for m, (start, end) in outages.items()
+                       if t - window <= start <= t and (end is None or end > t)]
+            if len(members) >= needed:
+                return members
+        return None
 
     def _restored(self, state: FeederState, outage: Alert, now_ms: int) -> list[Alert]:
         meter = outage.meter_id
         if meter not in state.group:
-            state.out.pop(meter, None)
+            if meter in state.outages:
+                state.outages[meter][1] = outage.event_ts
             return [outage]
-        folded = state.group.pop(meter)
-        alerts = [] if folded else [outage]
-        if not state.group:
-            alerts.append(self._feeder_alert(outage, CLEARED, state.open_ts, now_ms, 0.0,
-                                             float(state.threshold),
-                                             f"every meter of feeder {outage.feeder_id} in the "
-                                             f"outage is restored (last: {meter})",
-                                             event_ts=outage.event_ts))
-            state.open_ts, state.threshold = None, 0
-        return alerts
+        member = state.group[meter]
+        member[1] = outage.event_ts
+        alerts = [] if member[0] else [outage]
+        return alerts + self._clear_if_restored(state, outage, now_ms)
+
+    def _clear_if_restored(self, state: FeederState, outage: Alert, now_ms: int) -> list[Alert]:
+        ends = [end for _, end in state.group.values()]
+        if not ends or any(end is None for end in ends):
+            return []
+        last = max(ends)
+        alert = self._feeder_alert(outage, CLEARED, state.open_ts, now_ms, 0.0,
+                                   float(state.threshold),
+                                   f"every meter of feeder {outage.feeder_id} in the outage is "
+                                   f"restored (last at {last})", event_ts=last)
+        state.open_ts, state.threshold, state.group = None, 0, {}
+        return [alert]
 
     def _feeder_alert(self, outage: Alert, state: str, open_ts: int, now_ms: int, value: float,
                       threshold: float, message: str, event_ts: int | None = None) -> Alert:

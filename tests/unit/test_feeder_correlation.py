@@ -156,3 +156,31 @@ def test_replay_gives_the_same_feeder_alert_id_and_the_state_pickles():
 def test_only_outage_alerts_are_correlated():
     with pytest.raises(ValueError):
         Feeder(10).send(outage("m0", T0)._replace(type="VOLTAGE_SAG"))
+
+
+def test_a_restoration_that_arrives_before_the_other_outages_still_counts():
+    # Meters on different Kafka partitions: in a catch-up, m0's whole outage can arrive before
+    # m1's and m2's last gasps. In event time all three were out together.
+    feeder = Feeder(4)  # needs 3
+    minute = 60 * SEC
+    assert feeder.fail("m0", T0) == [("OUTAGE", "OPEN", "m0", T0)]
+    assert feeder.restore("m0", T0 + 30 * minute) == [("OUTAGE", "CLEARED", "m0", T0 + 30 * minute)]
+    assert feeder.fail("m1", T0 + 10 * SEC) == [("OUTAGE", "OPEN", "m1", T0 + 10 * SEC)]
+    assert feeder.fail("m2", T0 + 20 * SEC) == [("FEEDER_OUTAGE", "OPEN", None, T0)]
+    assert feeder.restore("m1", T0 + 40 * minute) == [
+        ("OUTAGE", "CLEARED", "m1", T0 + 40 * minute)]
+    # m2's outage was folded into the feeder's; its restoration, the last, clears the feeder.
+    assert feeder.restore("m2", T0 + 45 * minute) == [
+        ("FEEDER_OUTAGE", "CLEARED", None, T0 + 45 * minute)]
+    assert not suppresses_meter_outage(feeder.state)
+
+
+def test_a_feeder_outage_found_after_members_were_restored_clears_at_the_latest_restoration():
+    feeder = Feeder(3)  # needs 3
+    for k in range(2):
+        feeder.fail(f"m{k}", T0 + k * SEC)
+        feeder.restore(f"m{k}", T0 + 600 * SEC + k * SEC)
+    assert feeder.fail("m2", T0 + 2 * SEC) == [("FEEDER_OUTAGE", "OPEN", None, T0)]
+    # m2 comes back first in event time; the feeder's last meter came back at 601 s.
+    assert feeder.restore("m2", T0 + 300 * SEC) == [
+        ("FEEDER_OUTAGE", "CLEARED", None, T0 + 601 * SEC)]

@@ -189,7 +189,8 @@ def feeder_correlation_function(config: JobConfig):
                 return
             meters = row[15] or 0
             state, alerts = self.correlator.on_meter_outage(
-                self.state.value(), row_alert(row), meters, _now_ms())
+                self.state.value(), row_alert(row), meters, _now_ms(),
+                ctx.timer_service().current_watermark())
             self.state.update(state)
             for alert in alerts:
                 yield alert_row(alert, meters)

@@ -42,9 +42,9 @@ UNKNOWN = "unknown"
 MESSAGE_IDS = 10  # meter ids listed in a FEEDER_OUTAGE message; the rest are counted
 
 
-# An outage interval stays known this long (event time) after the newest outage start, so
-# that members arriving out of order (a catch-up reads the feeder's meters from different
-# partitions at different speeds) still find each other.
+# An outage interval stays known this long (event time) behind the newest outage start, or
+# behind the watermark when that is older: in a catch-up, partitions read at different speeds
+# can be days of event time apart, and a feeder's meters sit on several of them.
 RETENTION_MS = 3_600_000
 
 
@@ -87,26 +87,32 @@ class FeederCorrelator:
         self.thresholds = thresholds or DetectionThresholds()
 
     def on_meter_outage(self, state: FeederState | None, outage: Alert, registered_meters: int,
-                        now_ms: int) -> tuple[FeederState, list[Alert]]:
+                        now_ms: int, watermark_ms: int | None = None
+                        ) -> tuple[FeederState, list[Alert]]:
         """`outage`: a meter's OUTAGE alert, OPEN or CLEARED, from MeterDetector. Returns the
         alerts to emit for it: the alert itself unless folded, and FEEDER_OUTAGE's OPEN or
-        CLEARED when this outage opens or ends the feeder's."""
+        CLEARED when this outage opens or ends the feeder's. `watermark_ms` (the job's) keeps
+        outages known while the slowest partition may still bring members."""
         if outage.type != OUTAGE or outage.meter_id is None:
             raise ValueError(f"on_meter_outage takes a meter's OUTAGE alert, got {outage.type}")
         state = state if state is not None else FeederState()
         if outage.state == OPEN:
-            return state, self._opened(state, outage, registered_meters, now_ms)
+            return state, self._opened(state, outage, registered_meters, now_ms, watermark_ms)
         return state, self._restored(state, outage, now_ms)
 
     def _opened(self, state: FeederState, outage: Alert, registered: int,
-                now_ms: int) -> list[Alert]:
+                now_ms: int, watermark_ms: int | None) -> list[Alert]:
         meter, ts = outage.meter_id, outage.event_ts
         state.newest_ts = max(state.newest_ts, ts)
         if state.open_ts is not None and ts >= state.open_ts:
             state.group[meter] = [True, None]
             return []
         state.outages[meter] = [ts, None]
-        horizon = state.newest_ts - RETENTION_MS
+        # The slower of the two clocks: the newest outage can be days ahead of a lagging
+        # partition, and a reading can arrive behind the watermark (the detect job drops
+        # nothing as late); an outage that far behind both is past correlating.
+        newest = state.newest_ts if watermark_ms is None else min(state.newest_ts, watermark_ms)
+        horizon = newest - RETENTION_MS
         state.outages = {m: i for m, i in state.outages.items() if i[0] >= horizon}
         if outage.feeder_id == UNKNOWN or registered <= 0 or state.open_ts is not None:
             return [outage]

@@ -166,6 +166,14 @@ class MeterDetector:
         if state is not None and ts <= state.last_ts:
             return state, []
         meta = meta or UNKNOWN_METER
+        overdue: list[Alert] = []
+        deadline = self.stale_deadline(state, meta)
+        if deadline is not None and ts > deadline:
+            # Silent past the deadline, and the timer has not fired: the watermark lags this
+            # meter's own partition (a catch-up reads partitions at different speeds). The
+            # silence is a fact in event time all the same: open STALE_METER at the deadline;
+            # this reading clears it below.
+            state, overdue = self.on_stale_timer(state, reading.meter_id, deadline, meta, now_ms)
         lim = self._limits(meta)
         status, volts = reading.status, reading.voltage_v
         changes: list[_Change] = []
@@ -205,7 +213,7 @@ class MeterDetector:
         else:
             self._registers(state, reading, meta, lim, out is not None or was_out, changes)
         state.last_ts = ts
-        return state, self._apply(state, changes, reading.meter_id, meta, ts, now_ms)
+        return state, overdue + self._apply(state, changes, reading.meter_id, meta, ts, now_ms)
 
     def _registers(self, state: MeterState, reading: Reading, meta: MeterMeta, lim: _Limits,
                    unpowered: bool, changes: list[_Change]) -> None:

@@ -160,15 +160,26 @@ def test_alerts_table_holds_each_alert_once_in_its_last_state(detected):
 
 def test_replay_gives_the_same_alert_ids(detected):
     scenario, alerts = detected
-    before = scenario.query("SELECT alert_id, state FROM alerts WHERE feeder_id LIKE %s",
-                            f"{scenario.tag}-%")
+    # Which feeder-outage members are paged before the feeder alert opens depends on the order
+    # their outages reach the correlator (at parallelism 2, from different subtasks); every
+    # other alert, the feeder's included, is the same on a replay.
+    members = {scenario.meter_named(n) for n in ("fa", "fb", "fc")}
+
+    def stable(records) -> list[tuple]:
+        return sorted((r["alert_id"], r["state"]) for r in records
+                      if not (r["type"] == "OUTAGE" and r["meter_id"] in members))
+
+    tag = f"{scenario.tag}-%"
+    sql = "SELECT alert_id, state, type, meter_id FROM alerts WHERE feeder_id LIKE %s"
+    before = [{"alert_id": a, "state": s, "type": t, "meter_id": m}
+              for a, s, t, m in scenario.query(sql, tag)]
     scenario.run_job("detect")  # a new consumer group: the whole topic again
     again = scenario.consume(scenario.config.topics.alerts.name, 2 * len(alerts),
                              read_committed=True)
-    assert sorted((r["alert_id"], r["state"]) for r in again) == sorted(
-        2 * [(r["alert_id"], r["state"]) for r in alerts])
-    assert sorted(scenario.query("SELECT alert_id, state FROM alerts WHERE feeder_id LIKE %s",
-                                 f"{scenario.tag}-%")) == sorted(before)
+    assert stable(again) == sorted(2 * stable(alerts))
+    after = [{"alert_id": a, "state": s, "type": t, "meter_id": m}
+             for a, s, t, m in scenario.query(sql, tag)]
+    assert stable(after) == stable(before)
 
 
 def test_stale_meter_fires_while_its_partition_is_quiet(module_scenario):
@@ -196,3 +207,43 @@ def _wait_for(scenario, topic: str, count: int, timeout_s: float = 120) -> list[
         records = scenario.consume(topic, count, timeout_s=5, read_committed=True)
         if len(records) >= count or time.monotonic() > deadline:
             return records
+
+
+def test_simulated_fleet_scores_95_percent_on_every_alert_type(local_stack, tmp_path):
+    """200 meters x 3 days with every anomaly type and data fault at the default rates through
+    the real broker, the job (parallelism 2) and PostgreSQL, scored against the ground truth."""
+    from jobs.config import REPO_ROOT
+    from tools.detection_score import table
+    from tools.score_detection import score_fleet
+
+    run = score_fleet(REPO_ROOT / "conf" / "local.yaml", meters=200, days=3, seed=7,
+                      profile="en50160", clean=False, parallelism=2, workdir=tmp_path,
+                      progress=lambda _: None)
+    scores = run.scores
+    assert all(s.expected >= 1 for s in scores.values()), table(scores)
+    assert all(s.precision >= 0.95 and s.recall >= 0.95 for s in scores.values()), table(scores)
+    # The table holds every alert once, in its last state, as the topic tells it.
+    last = {a.alert_id: a.state for a in sorted(run.alerts, key=lambda a: a.state == "CLEARED")}
+    rows = query(run.config, "SELECT alert_id, state FROM alerts WHERE feeder_id LIKE %s",
+                          run.config.topics.alerts.name.split(".")[0] + ":%")
+    assert dict(rows) == last
+
+
+def test_a_clean_fleet_raises_no_alert(local_stack, tmp_path):
+    from jobs.config import REPO_ROOT
+    from tools.score_detection import score_fleet
+
+    run = score_fleet(REPO_ROOT / "conf" / "local.yaml", meters=100, days=2, seed=11,
+                      profile="ansi", clean=True, parallelism=2, workdir=tmp_path,
+                      progress=lambda _: None)
+    assert run.alerts == []
+    assert run.summary["records"] > 100 * 2 * 96 * 0.9
+
+
+def query(config, sql: str, *params) -> list[tuple]:
+    import psycopg
+
+    from tools import stack
+
+    with psycopg.connect(**stack.pg_connect_kwargs(config)) as conn:
+        return conn.execute(sql, params).fetchall()

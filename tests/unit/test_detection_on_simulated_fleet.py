@@ -28,9 +28,11 @@ import orjson
 import pytest
 
 from jobs.config import REPO_ROOT
+from tools import detection_score
+from tools.detection_score import Score, table
 from tools.simulator.settings import Settings
 from tools.simulator.simulation import Simulation
-from udfs.alert_record import CLEARED, OPEN, OUTAGE, Alert, to_json_bytes
+from udfs.alert_record import CLEARED, OUTAGE, Alert, to_json_bytes
 from udfs.detection_thresholds import DetectionThresholds
 from udfs.feeder_correlation import FeederCorrelator
 from udfs.meter_detector import END_OF_INPUT_WATERMARK, MeterDetector, MeterMeta
@@ -124,56 +126,12 @@ def detect(rate_factor: float = 1.0, **changes) -> Detection:
     return run
 
 
-@dataclass(frozen=True)
-class Score:
-    correct: int
-    alerts: int
-    expected: int
-
-    @property
-    def precision(self) -> float:
-        return self.correct / self.alerts if self.alerts else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.correct / self.expected if self.expected else 1.0
+def score(run: Detection) -> dict[str, Score]:
+    return detection_score.score(run.sim.truth(), run.alerts)
 
 
 def member_outages(run: Detection) -> list[Alert]:
-    """OUTAGE alerts of feeder-outage members, sent before their feeder's alert opened."""
-    feeders = [e for e in run.sim.truth() if e["type"] == "FEEDER_OUTAGE"]
-    return [a for a in run.alerts if a.type == OUTAGE and a.state == OPEN
-            and any(a.meter_id in e["meters"] and e["start_ts"] <= a.event_ts <= e["end_ts"]
-                    for e in feeders)]
-
-
-def score(run: Detection) -> dict[str, Score]:
-    truth = [e for e in run.sim.truth() if e["kind"] == "anomaly"]
-    cleared = {a.alert_id: a for a in run.alerts if a.state == CLEARED}
-    members = {a.alert_id for a in member_outages(run)}
-    opened = collections.defaultdict(list)
-    for a in run.alerts:
-        if a.state == OPEN and a.alert_id not in members:
-            opened[a.type, a.meter_id or a.feeder_id, a.event_ts].append(a)
-    correct = collections.Counter()
-    for e in truth:
-        for a in opened.get((e["type"], e["meter_id"] or e["feeder_id"], e["start_ts"]), []):
-            clear = cleared.get(a.alert_id)
-            clear_ts = None if clear is None else clear.event_ts
-            if a.severity == e["expected_severity"] and clear_ts == e["end_ts"]:
-                correct[e["type"]] += 1
-                break
-    alerts = collections.Counter()
-    for (type_, _, _), group in opened.items():
-        alerts[type_] += len(group)
-    expected = collections.Counter(e["type"] for e in truth)
-    return {t: Score(correct[t], alerts[t], expected[t]) for t in ANOMALY_TYPES}
-
-
-def table(scores: dict[str, Score]) -> str:
-    return "\n".join(f"{t:20} correct {s.correct:3} / alerts {s.alerts:3} / truth {s.expected:3}"
-                     f"  precision {s.precision:.2f} recall {s.recall:.2f}"
-                     for t, s in scores.items())
+    return detection_score.member_outages(run.sim.truth(), run.alerts)
 
 
 RUNS = {

@@ -536,3 +536,17 @@ def test_unknown_meters_get_the_profiles_defaults():
     ansi.send(T0)
     assert ansi.send(T0 + Q, voltage_v=113.0) == [("VOLTAGE_SAG", "OPEN", "MAJOR", T0 + Q)]
     assert ansi.deadline() == T0 + 4 * Q
+
+
+def test_a_reading_after_the_stale_deadline_opens_and_clears_stale_when_no_timer_fired():
+    # In a catch-up the watermark can lag this meter's partition: the resuming reading arrives
+    # before the timer fires. The meter was silent all the same.
+    detector = MeterDetector()
+    state, _ = detector.on_reading(None, Reading("m1", T0, None, 1.0, None, 230.0, None, None,
+                                                 50.0, ()), None, NOW)
+    deadline = detector.stale_deadline(state, None)
+    state, alerts = detector.on_reading(state, Reading("m1", T0 + 5 * 900_000, None, 1.5, None,
+                                                       230.0, None, None, 50.0, ()), None, NOW)
+    assert [(a.type, a.state, a.event_ts) for a in alerts] == [
+        ("STALE_METER", "OPEN", deadline), ("STALE_METER", "CLEARED", T0 + 5 * 900_000)]
+    assert alerts[0].alert_id == alerts[1].alert_id

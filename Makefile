@@ -57,14 +57,17 @@ lint: setup
 clean: down
 	rm -rf .stack build $(VENV)
 
-.PHONY: bench bench-ingest bench-aggregate
-bench: bench-ingest bench-aggregate
+.PHONY: bench bench-ingest bench-aggregate bench-detect
+bench: bench-ingest bench-aggregate bench-detect
 
 bench-ingest: up
 	@$(PY) -m tools.bench_ingest
 
 bench-aggregate: up
 	@$(PY) -m tools.bench_aggregate
+
+bench-detect: up
+	@$(PY) -m tools.bench_detect
 
 .PHONY: simulate
 # A day of a 1,000-meter fleet with anomalies into meter.readings, and its registry loaded.

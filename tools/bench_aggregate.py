@@ -36,6 +36,11 @@ LABELS = {"job-postgres": "job -> PostgreSQL", "job-blackhole": "job -> blackhol
           "sql-blackhole": "SQL -> blackhole (ceiling)"}
 
 
+def bench_topic(meters: int, days: float) -> str:
+    """The preloaded topic of a fleet size and span (bench-detect reads the same one)."""
+    return f"bench.aggregate.{meters}x{days}"
+
+
 def preload(config, topic: str, meters: int, days: float, workdir: Path) -> None:
     if topic_size(config, topic) > 0:
         print(f"reusing {topic} ({topic_size(config, topic):,} records)")
@@ -140,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     config = load_config(args.config)
-    topic = f"bench.aggregate.{args.meters}x{args.days}"
+    topic = bench_topic(args.meters, args.days)
     workdir = REPO_ROOT / ".stack" / "bench" / topic
     workdir.mkdir(parents=True, exist_ok=True)
     preload(config, topic, args.meters, args.days, workdir)

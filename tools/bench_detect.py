@@ -1,0 +1,772 @@
+"""`make bench-detect`: the detect job's catch-up throughput side by side with a naive baseline,
+and its alert latency at fixed live rates.
+
+Catch-up. Reuses bench-aggregate's preloaded topic (default 100,000 meters x 6 hours, about
+2.2M readings; preloaded once by tools/bench_aggregate.preload, so a rerun produces nothing)
+and loads its registry, then runs over the whole topic from the start, in one sitting,
+--repeat times (medians printed):
+
+  detect job (Flink)   jobs/detect.py bounded, as deployed (validator, registry lookups, the
+                       keyed Python functions, exactly-once alerts with the CRITICAL fast path,
+                       the alerts table), timed from job submission to the end of the bounded
+                       input: JVM start excluded, as bench-aggregate does
+  baseline             tools/detect_baseline.py: one Python process with kafka-python and the
+                       same rules, timed from its start (registry load included) to its last
+                       alert flushed
+
+Alerts go to fresh benchmark topics (deleted at the end) and the alerts table (upserts, so a
+rerun rewrites the same rows). State bytes per meter: len(pickle.dumps((state, meta,
+deadline))), the value the job keeps in its one ValueState, averaged over the baseline's meters
+after its run.
+
+Live latency. Per rate (--rates, default 1000 5000 20000 readings/s): a fresh readings topic,
+the detect job started unbounded on it as a subprocess (`python -m jobs.detect`), one normal
+reading per meter to warm its state and lookup cache, then a last gasp (POWER_FAIL) from a
+warm-up meter on every partition: the job is running once their OUTAGE alerts are readable.
+Then --duration seconds of readings at the rate from a paced kafka-python producer, round robin
+over --live-meters meters; --anomaly-share of them anomalous (a last gasp or a severe sag:
+CRITICAL, the fast path; a sag or a frequency excursion: MAJOR, the transactional path), each
+cleared by the meter's next reading. Latency of an alert = wall time at which a read_committed
+consumer (its own process) receives it minus the Kafka timestamp of the reading that caused it
+(CreateTime, set by the producer at send), matched by (meter_id, event_ts) == (meter, ts).
+The job's lag is read from the offsets it commits at each checkpoint. The 5,000/s run's
+samples go to .stack/bench/detect-latency.json (`python -m tools.report --latency`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import queue
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+from jobs.config import REPO_ROOT, JobConfig, load_config
+from tools.bench_aggregate import bench_topic, preload
+from tools.bench_ingest import ensure_topic, topic_size
+
+BENCH_DIR = REPO_ROOT / ".stack" / "bench"
+LATENCY_FILE = BENCH_DIR / "detect-latency.json"
+LATENCY_FILE_RATE = 5000
+# Benchmark jobs checkpoint here, not next to the deployed jobs' checkpoints; removed after.
+CHECKPOINTS = REPO_ROOT / ".stack" / "checkpoints" / "bench-detect"
+CATCHUP_JOB_NAME = "bench-detect"
+READY_TIMEOUT_S = 300
+LAG_EVERY_S = 2.0
+PROGRESS_EVERY_S = 10.0
+LINGER_MS = 5  # as the simulator's live mode: a last gasp must not wait for a batch to fill
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def bench_config(raw: dict, directory: Path, name: str, topics: dict[str, tuple[str, int]]) -> Path:
+    """A copy of the job config `raw` with these topics and the benchmark's checkpoint folder."""
+    raw = copy.deepcopy(raw)
+    raw["topics"] = {**raw.get("topics", {}),
+                     **{key: {"name": topic, "partitions": partitions}
+                        for key, (topic, partitions) in topics.items()}}
+    flink = raw.setdefault("flink", {})
+    flink["options"] = {**(flink.get("options") or {}),
+                        "execution.checkpointing.dir": CHECKPOINTS.as_uri()}
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def delete_topics(config: JobConfig, topics: list[str]) -> None:
+    from kafka import KafkaAdminClient
+
+    from tools.stack import kafka_python_kwargs
+
+    admin = KafkaAdminClient(**kafka_python_kwargs(config))
+    try:
+        admin.delete_topics(topics, raise_errors=False)
+    except Exception as err:  # cleaning up must not hide the figures
+        print(f"  (could not delete topics {', '.join(topics)}: {err})", file=sys.stderr)
+    finally:
+        admin.close()
+
+
+def count_alerts(config: JobConfig, topic: str, timeout_s: float = 60) -> collections.Counter:
+    """Committed alerts on `topic` by type (what a read_committed consumer sees)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from tools.stack import kafka_python_kwargs
+
+    consumer = KafkaConsumer(**kafka_python_kwargs(config), group_id=None,
+                             enable_auto_commit=False, isolation_level="read_committed")
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    ends = consumer.end_offsets(partitions)
+    counts: collections.Counter = collections.Counter()
+    deadline = time.monotonic() + timeout_s
+    while (any(consumer.position(tp) < ends[tp] for tp in partitions)
+           and time.monotonic() < deadline):
+        for records in consumer.poll(timeout_ms=500).values():
+            counts.update(json.loads(record.value)["type"] for record in records)
+    consumer.close()
+    return counts
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least q of the samples at or below it."""
+    return sorted_values[max(0, min(len(sorted_values) - 1,
+                                    math.ceil(q * len(sorted_values)) - 1))]
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+class Lag:
+    """Readings not yet processed by the job: end offsets minus the offsets it commits when
+    a checkpoint completes (so up to a checkpoint interval behind)."""
+
+    def __init__(self, config: JobConfig, topic: str, group: str):
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+        from tools.stack import kafka_python_kwargs
+
+        client = kafka_python_kwargs(config)
+        self.admin, self.consumer = KafkaAdminClient(**client), KafkaConsumer(**client)
+        self.partitions = [TopicPartition(topic, p)
+                           for p in sorted(self.consumer.partitions_for_topic(topic))]
+        self.group = group
+
+    def __call__(self) -> int | None:
+        try:
+            committed = self.admin.list_group_offsets(self.group).get(self.group, {})
+            ends = self.consumer.end_offsets(self.partitions)
+        except Exception:
+            return None
+        return sum(end - (committed[tp].offset if tp in committed else 0)
+                   for tp, end in ends.items())
+
+    def close(self) -> None:
+        self.admin.close()
+        self.consumer.close()
+
+
+# --------------------------------------------------------------------------- catch-up
+
+
+def run_flink(config_path: str, group: str) -> float:
+    """The detect job bounded, built as `python -m jobs.detect --bounded` builds it, in this
+    process; returns seconds from submission to the end of the input."""
+    from jobs import detect
+    from jobs.config import with_flink_options
+    from jobs.ingestion import READINGS_SOURCE, readings_source_ddl
+    from jobs.preflight import check_services
+    from jobs.runtime import connector_jars, create_table_env
+
+    config = detect.job_config(with_flink_options(load_config(config_path),
+                                                  ["restart-strategy.type=none"]))
+    connector_jars()
+    check_services(config, config_path)
+    t_env = create_table_env(config, CATCHUP_JOB_NAME)
+    t_env.execute_sql(readings_source_ddl(config, bounded=True, group_id=group))
+    sinks = detect.declare_sinks(t_env, config, transactional_id_prefix=group)
+    statements = detect.build_pipeline(t_env, READINGS_SOURCE, sinks, config)
+    started = time.monotonic()
+    statements.execute().wait()
+    return time.monotonic() - started
+
+
+def _last_json(out: subprocess.CompletedProcess, what: str) -> dict:
+    if out.returncode != 0:
+        print(out.stdout[-2000:], out.stderr[-3000:], sep="\n", file=sys.stderr)
+        raise SystemExit(f"error: {what} failed (exit {out.returncode})")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_flink_sampled(config: JobConfig, path: Path, topic: str,
+                      total: int) -> tuple[float, float | None]:
+    """run_flink in a subprocess; returns its seconds, and its rate once reading: between
+    the first and the last offsets it committed (each checkpoint commits), which leaves out
+    the start-up of the MiniCluster and the Python workers (None if too few commits)."""
+    group = f"bench-detect-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "tools.bench_detect", "--config",
+                                    str(path), "--run-flink", group], cwd=REPO_ROOT,
+                                   stdout=stdout, stderr=stderr, text=True,
+                                   start_new_session=True)
+        lag, samples = Lag(config, topic, group), []
+        try:
+            while process.poll() is None:
+                time.sleep(1.0)
+                behind = lag()
+                if behind is not None and 0 < total - behind < total:
+                    samples.append((time.monotonic(), total - behind))
+        finally:
+            lag.close()
+            if process.poll() is None:  # interrupted: the job goes too
+                stop_process_group(process)
+        stdout.seek(0)
+        stderr.seek(0)
+        out = subprocess.CompletedProcess(process.args, process.returncode, stdout.read(),
+                                          stderr.read())
+    seconds = _last_json(out, "the detect job")["seconds"]
+    steady = None
+    if len(samples) >= 2 and samples[-1][0] - samples[0][0] >= 2:
+        steady = (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
+    return seconds, steady
+
+
+def catch_up(config: JobConfig, raw: dict, args, tmp: Path) -> None:
+    topic = bench_topic(args.meters, args.days)
+    workdir = BENCH_DIR / topic
+    workdir.mkdir(parents=True, exist_ok=True)
+    preload(config, topic, args.meters, args.days, workdir)
+    readings = topic_size(config, topic)
+
+    from tools import registry
+
+    registry.load(config, workdir / "registry.csv")
+    partitions = config.topics.readings.partitions
+    alert_partitions = config.topics.alerts.partitions
+    seconds: dict[str, list[float]] = {"flink": [], "baseline": []}
+    alerts: dict[str, collections.Counter] = {}
+    baseline: dict = {}
+    steady: list[float] = []
+    for round_ in range(args.repeat):
+        tag = f"bench.detect.{uuid.uuid4().hex[:6]}"
+        paths, created = {}, []
+        for system in ("flink", "baseline"):
+            names = {"readings": (topic, partitions),
+                     "alerts": (f"{tag}.{system}.alerts", alert_partitions),
+                     "dead_letters": (f"{tag}.{system}.dlq", 1)}
+            for name, count in list(names.values())[1:]:
+                ensure_topic(config, name, count)
+                created.append(name)
+            paths[system] = bench_config(raw, tmp, f"catchup-{system}", names)
+        try:
+            flink_s, flink_steady = run_flink_sampled(config, paths["flink"], topic, readings)
+            seconds["flink"].append(flink_s)
+            if flink_steady is not None:
+                steady.append(flink_steady)
+            alerts["flink"] = count_alerts(config, f"{tag}.flink.alerts")
+            print(f"  round {round_ + 1}: {'detect job (Flink)':<30} {flink_s:7.1f}s", flush=True)
+            out = subprocess.run([sys.executable, "-m", "tools.detect_baseline", "--config",
+                                  str(paths["baseline"]), "--bounded"],
+                                 cwd=REPO_ROOT, capture_output=True, text=True)
+            baseline = _last_json(out, "the baseline")
+            seconds["baseline"].append(baseline["seconds"])
+            alerts["baseline"] = collections.Counter(baseline["alerts_by_type"])
+            print(f"  round {round_ + 1}: {'baseline (one Python process)':<30} "
+                  f"{baseline['seconds']:7.1f}s", flush=True)
+        finally:
+            delete_topics(config, created)
+            shutil.rmtree(CHECKPOINTS, ignore_errors=True)
+
+    flink = readings / statistics.median(seconds["flink"])
+    naive = readings / statistics.median(seconds["baseline"])
+    print()
+    print(f"detect, catch-up: {readings:,} records over {args.meters:,} meters ({topic}), "
+          f"{partitions} partitions, parallelism {config.flink.parallelism}, python "
+          f"{config.flink.python_execution_mode} mode, checkpoint every "
+          f"{int(config.detect.checkpoint_interval)} ms, median of {args.repeat}")
+    print(f"  {'detect job (Flink)':<32} {flink:>10,.0f} readings/s   "
+          f"{sum(alerts['flink'].values()):>7,} alerts")
+    if steady:
+        print(f"  {'  once reading (commits)':<32} {statistics.median(steady):>10,.0f} "
+              f"readings/s   (from its first committed offsets: start-up left out)")
+    print(f"  {'baseline (one Python process)':<32} {naive:>10,.0f} readings/s   "
+          f"{sum(alerts['baseline'].values()):>7,} alerts")
+    print(f"  {'Flink / baseline':<32} {flink / naive:>10.2f}x   (issue 5 target: >= 5x)")
+    differ = sorted(t for t in set(alerts["flink"]) | set(alerts["baseline"])
+                    if alerts["flink"][t] != alerts["baseline"][t])
+    if differ:
+        print("  alerts that differ by type (Flink / baseline): " + ", ".join(
+            f"{t} {alerts['flink'][t]}/{alerts['baseline'][t]}" for t in differ))
+    else:
+        print("  same alerts by type from both")
+    print(f"  state per meter: {baseline['state_bytes_mean']:,.0f} bytes mean, "
+          f"{baseline['state_bytes_max']:,} max, over {baseline['meters']:,} meters: "
+          f"len(pickle.dumps((state, meta, deadline))), the job's one ValueState value "
+          f"(RocksDB key, timers and overhead not included)")
+
+
+# --------------------------------------------------------------------------- live latency
+
+
+def collect_alerts(kafka_kwargs: dict, topic: str, isolation: str, out, stop) -> None:
+    """In its own process: every alert on `topic` as (received wall ms, subject, event_ts,
+    type, severity, state), in lists through `out`; None at the end."""
+    import orjson
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**kafka_kwargs, group_id=None, enable_auto_commit=False,
+                             isolation_level=isolation, fetch_max_wait_ms=20)
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    while not stop.is_set():
+        batch = consumer.poll(timeout_ms=100)
+        received = time.time_ns() / 1e6
+        rows = []
+        for records in batch.values():
+            for record in records:
+                alert = orjson.loads(record.value)
+                rows.append((received, alert["meter_id"] or alert["feeder_id"], alert["event_ts"],
+                             alert["type"], alert["severity"], alert["state"]))
+        if rows:
+            out.put(rows)
+    consumer.close()
+    out.put(None)
+
+
+class Collector:
+    """A collect_alerts process and what it has received so far."""
+
+    def __init__(self, config: JobConfig, topic: str, isolation: str):
+        from tools.stack import kafka_python_kwargs
+
+        context = multiprocessing.get_context("spawn")
+        self.queue, self.stop_event = context.Queue(), context.Event()
+        self.process = context.Process(
+            target=collect_alerts, daemon=True,
+            args=(kafka_python_kwargs(config), topic, isolation, self.queue, self.stop_event))
+        self.process.start()
+        self.first: dict[tuple[str, int], tuple] = {}  # (subject, event_ts) -> first receipt
+        self.repeats = 0
+
+    def drain(self) -> None:
+        while True:
+            try:
+                rows = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if rows is not None:
+                self._add(rows)
+
+    def _add(self, rows: list[tuple]) -> None:
+        for row in rows:
+            key = (row[1], row[2])
+            if key in self.first:
+                self.repeats += 1
+            else:
+                self.first[key] = row
+
+    def close(self) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                rows = self.queue.get(timeout=1)
+            except queue.Empty:
+                continue
+            if rows is None:
+                break
+            self._add(rows)
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+@dataclasses.dataclass
+class Anomaly:
+    name: str
+    severity: str
+    fields: str  # JSON members of the reading after kwh_import
+
+
+def anomalies(config: JobConfig) -> list[Anomaly]:
+    """Readings that open one alert each, for a meter of unknown registry (the profile's
+    nominal voltage), from the configured thresholds."""
+    rules = config.detect.rules
+    nominal = float(config.registry.default_nominal_voltage_v or rules.nominal_voltage_v)
+    band, hz = rules.voltage_band(nominal), rules.profile.nominal_hz
+    low_hz = rules.frequency_band[0]
+    return [
+        Anomaly("last gasp", "CRITICAL", f'"voltage_v":0.0,"frequency_hz":{hz},'
+                                         f'"status":["POWER_FAIL"]'),
+        Anomaly("severe sag", "CRITICAL",
+                f'"voltage_v":{round(band.severe_low - 0.05 * nominal, 1)},"frequency_hz":{hz}'),
+        Anomaly("sag", "MAJOR",
+                f'"voltage_v":{round((band.low + band.severe_low) / 2, 1)},"frequency_hz":{hz}'),
+        Anomaly("frequency", "MAJOR",
+                f'"voltage_v":{nominal},"frequency_hz":{round(low_hz - 0.2, 3)}'),
+    ]
+
+
+class LiveProducer:
+    """Readings round robin over `meters` meters, each with its own rising register, at the
+    wall clock's event time; remembers the readings expected to raise an alert."""
+
+    def __init__(self, config: JobConfig, topic: str, tag: str, meters: int, share: float,
+                 seed: int = 2026):
+        from kafka import KafkaConsumer, KafkaProducer
+        from kafka.partitioner.default import murmur2
+
+        from tools.simulator.kafka_writer import compression
+        from tools.stack import kafka_python_kwargs
+
+        client = kafka_python_kwargs(config)
+        self.producer = KafkaProducer(**client, linger_ms=LINGER_MS, acks=1,
+                                      compression_type=compression())
+        probe = KafkaConsumer(**client)
+        self.partitions = sorted(probe.partitions_for_topic(topic))
+        probe.close()
+        self.topic, self.tag, self.share = topic, tag, share
+        self.ids = [f"{tag}-m{i:06d}" for i in range(meters)]
+        self.keys = [meter.encode() for meter in self.ids]
+        self.partition = [self.partitions[(murmur2(k) & 0x7FFFFFFF) % len(self.partitions)]
+                          for k in self.keys]
+        self.kwh = [1000.0 + (i % 997) for i in range(meters)]
+        self.last_ts = [0] * meters
+        self.open: list[Anomaly | None] = [None] * meters  # what the next reading clears
+        self.kinds = anomalies(config)
+        rules = config.detect.rules
+        nominal = float(config.registry.default_nominal_voltage_v or rules.nominal_voltage_v)
+        self.normal = f'"voltage_v":{nominal},"frequency_hz":{rules.profile.nominal_hz}'
+        self.expected: dict[tuple[str, int], str] = {}  # (meter, ts) -> severity expected
+        self.random = random.Random(seed)
+        self.cursor = 0
+        self.injected = 0
+
+    def _send(self, i: int, fields: str) -> int:
+        ts = max(time.time_ns() // 1_000_000, self.last_ts[i] + 1)
+        self.last_ts[i] = ts
+        self.kwh[i] += 0.01
+        value = (f'{{"meter_id":"{self.ids[i]}","ts":{ts},"kwh_import":{self.kwh[i]:.3f},'
+                 f'{fields}}}').encode()
+        self.producer.send(self.topic, key=self.keys[i], value=value,
+                           partition=self.partition[i], timestamp_ms=ts)
+        return ts
+
+    def prime(self) -> list[str]:
+        """One normal reading per meter, then a last gasp of a warm-up meter on every
+        partition; returns the warm-up meters (their OUTAGE alerts say the job is running)."""
+        for i in range(len(self.ids)):
+            self._send(i, self.normal)
+        warmups = []
+        for partition in self.partitions:
+            meter = f"{self.tag}-w{partition}"
+            ts = time.time_ns() // 1_000_000
+            self.producer.send(self.topic, key=meter.encode(), partition=partition,
+                               timestamp_ms=ts, value=(
+                                   f'{{"meter_id":"{meter}","ts":{ts},"kwh_import":1.0,'
+                                   f'{self.kinds[0].fields}}}').encode())
+            warmups.append(meter)
+        self.producer.flush()
+        return warmups
+
+    def send_next(self) -> None:
+        i = self.cursor
+        self.cursor = (i + 1) % len(self.ids)
+        cleared = self.open[i]
+        if cleared is not None:
+            self.expected[(self.ids[i], self._send(i, self.normal))] = cleared.severity
+            self.open[i] = None
+        elif self.random.random() < self.share:
+            kind = self.kinds[self.injected % len(self.kinds)]
+            self.injected += 1
+            self.expected[(self.ids[i], self._send(i, kind.fields))] = kind.severity
+            self.open[i] = kind
+        else:
+            self._send(i, self.normal)
+
+    def close(self) -> None:
+        self.producer.flush()
+        self.producer.close()
+
+
+@dataclasses.dataclass
+class LiveResult:
+    rate: int
+    system: str
+    sent: int = 0
+    seconds: float = 0.0
+    ready_s: float = 0.0
+    expected: int = 0
+    samples: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    uncommitted_critical: list[float] = dataclasses.field(default_factory=list)
+    missing: int = 0
+    unexpected: int = 0
+    repeats: int = 0
+    lags: list[tuple[float, int]] = dataclasses.field(default_factory=list)
+    drained_s: float | None = None
+    error: str | None = None
+    note: str | None = None
+
+
+def live_run(config: JobConfig, raw: dict, args, tmp: Path, rate: int,
+             system: str) -> LiveResult:
+    result = LiveResult(rate, system)
+    tag = f"bench-live-{uuid.uuid4().hex[:6]}"
+    topics = {"readings": (f"{tag}.readings", config.topics.readings.partitions),
+              "alerts": (f"{tag}.alerts", config.topics.alerts.partitions),
+              "dead_letters": (f"{tag}.dlq", 1)}
+    path = bench_config(raw, tmp, f"live-{rate}-{system}", topics)
+    group = f"{tag}-{system}"
+    if system == "flink":
+        command = [sys.executable, "-m", "jobs.detect", "--config", str(path), "--group-id",
+                   group, "-D", "restart-strategy.type=none"]
+    else:
+        command = [sys.executable, "-m", "tools.detect_baseline", "--config", str(path)]
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = BENCH_DIR / f"detect-live-{rate}-{system}.log"
+    readings_topic, alerts_topic = topics["readings"][0], topics["alerts"][0]
+    # Undone in reverse order: the job stops first, the topics and alert rows go last.
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(_remove_live_traces, config, tag, [n for n, _ in topics.values()])
+        for name, partitions in topics.values():
+            ensure_topic(config, name, partitions)
+        committed = Collector(config, alerts_topic, "read_committed")
+        cleanup.callback(committed.close)
+        uncommitted = Collector(config, alerts_topic, "read_uncommitted")
+        cleanup.callback(uncommitted.close)
+        producer = LiveProducer(config, readings_topic, tag, args.live_meters,
+                                args.anomaly_share)
+        cleanup.callback(producer.close)
+        lag = Lag(config, readings_topic, group) if system == "flink" else None
+        if lag is not None:
+            cleanup.callback(lag.close)
+        with log_path.open("w") as log:
+            job = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        cleanup.callback(stop_process_group, job)
+        started = time.monotonic()
+        warmups = set(producer.prime())
+        while not warmups <= {key[0] for key in committed.first}:
+            if not committed.process.is_alive():
+                raise SystemExit("error: the alerts consumer process died")
+            if job.poll() is not None or time.monotonic() - started > READY_TIMEOUT_S:
+                result.error = (f"the job {'exited' if job.poll() is not None else 'was not'} "
+                                f"ready after {time.monotonic() - started:.0f} s; see {log_path}")
+                return result
+            time.sleep(0.2)
+            committed.drain()
+        result.ready_s = time.monotonic() - started
+        print(f"  {rate:,}/s {system}: ready after {result.ready_s:.1f} s (start-up and "
+              f"{args.live_meters:,} warm-up readings); producing for {args.duration:g} s",
+              flush=True)
+        _produce(producer, committed, uncommitted, lag, rate, args.duration, result)
+        _drain(producer, committed, uncommitted, lag, job, args.drain_timeout, result)
+    _score(producer, committed, uncommitted, result)
+    return result
+
+
+def _remove_live_traces(config: JobConfig, tag: str, topics: list[str]) -> None:
+    """A live run's topics, checkpoints and rows in the alerts table."""
+    import psycopg
+
+    from tools.stack import pg_connect_kwargs
+
+    delete_topics(config, topics)
+    shutil.rmtree(CHECKPOINTS, ignore_errors=True)
+    with psycopg.connect(**pg_connect_kwargs(config), autocommit=True) as conn:
+        conn.execute("DELETE FROM alerts WHERE meter_id LIKE %s", (f"{tag}-%",))
+
+
+def _produce(producer: LiveProducer, committed: Collector, uncommitted: Collector, lag,
+             rate: int, duration: float, result: LiveResult) -> None:
+    chunk = max(1, int(rate * 0.01))
+    started = time.monotonic()
+    next_lag, next_report = LAG_EVERY_S, PROGRESS_EVERY_S
+    while (elapsed := time.monotonic() - started) < duration:
+        burst = min(int(elapsed * rate) + 1 - result.sent, chunk)
+        for _ in range(burst):
+            producer.send_next()
+        result.sent += max(0, burst)
+        if elapsed >= next_lag:
+            next_lag += LAG_EVERY_S
+            committed.drain()
+            uncommitted.drain()
+            if lag is not None and (behind := lag()) is not None:
+                result.lags.append((elapsed, behind))
+        if elapsed >= next_report:
+            next_report += PROGRESS_EVERY_S
+            behind = f"{result.lags[-1][1]:,}" if result.lags else "n/a"
+            print(f"    {elapsed:4.0f} s: sent {result.sent:,} ({result.sent / elapsed:,.0f}/s), "
+                  f"alerts read {len(committed.first):,}, job lag {behind} readings", flush=True)
+        ahead = result.sent / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(min(ahead, 0.005))
+    producer.producer.flush()
+    result.seconds = time.monotonic() - started
+
+
+def _drain(producer: LiveProducer, committed: Collector, uncommitted: Collector, lag, job,
+           timeout_s: float, result: LiveResult) -> None:
+    """Wait for every expected alert (or the timeout): what a job that fell behind still owes."""
+    started = time.monotonic()
+    expected = producer.expected.keys()
+    if lag is not None and (behind := lag()) is not None:
+        result.lags.append((result.seconds, behind))
+    while time.monotonic() - started < timeout_s and job.poll() is None:
+        committed.drain()
+        uncommitted.drain()
+        if all(key in committed.first for key in expected):
+            result.drained_s = time.monotonic() - started
+            break
+        time.sleep(0.2)
+    if job.poll() is not None:
+        result.note = f"the job exited during the run (code {job.returncode})"
+    time.sleep(0.5)  # repeats and stragglers
+
+
+def _score(producer: LiveProducer, committed: Collector, uncommitted: Collector,
+           result: LiveResult) -> None:
+    expected = producer.expected
+    result.expected = len(expected)
+    samples: dict[str, list[float]] = {"CRITICAL": [], "other": []}
+    for key, row in committed.first.items():
+        sent = key[1]  # the reading's ts is its Kafka CreateTime
+        if key in expected:
+            samples["CRITICAL" if row[4] == "CRITICAL" else "other"].append(row[0] - sent)
+        elif not key[0].startswith(f"{producer.tag}-w"):
+            result.unexpected += 1
+    result.samples = samples
+    result.uncommitted_critical = [row[0] - key[1] for key, row in uncommitted.first.items()
+                                   if key in expected and row[4] == "CRITICAL"]
+    result.missing = sum(1 for key in expected if key not in committed.first)
+    result.repeats = committed.repeats
+
+
+def _stats(samples: list[float]) -> str:
+    if not samples:
+        return "no samples"
+    ordered = sorted(samples)
+    return (f"p50 {percentile(ordered, 0.50):7,.0f}  p95 {percentile(ordered, 0.95):7,.0f}  "
+            f"p99 {percentile(ordered, 0.99):7,.0f}  max {ordered[-1]:7,.0f} ms")
+
+
+def print_live(result: LiveResult, args) -> None:
+    label = "detect job (Flink)" if result.system == "flink" else "baseline (one Python process)"
+    print(f"  {result.rate:,} readings/s, {label}")
+    if result.error:
+        print(f"    failed: {result.error}")
+        return
+    print(f"    sent {result.sent:,} readings in {result.seconds:.1f} s "
+          f"({result.sent / result.seconds:,.0f}/s achieved); job ready after "
+          f"{result.ready_s:.1f} s")
+    if result.system == "flink":
+        paths = {"CRITICAL": "CRITICAL (fast path, at-least-once)",
+                 "other": "MAJOR (transactional, exactly-once)"}
+    else:
+        paths = {"CRITICAL": "CRITICAL (at-least-once)", "other": "MAJOR (at-least-once)"}
+    for key, name in paths.items():
+        print(f"    {name:<38} {len(result.samples[key]):>6,} alerts  "
+              f"{_stats(result.samples[key])}")
+    if result.system == "flink":
+        print(f"    {'CRITICAL, read_uncommitted consumer':<38} "
+              f"{len(result.uncommitted_critical):>6,} alerts  "
+              f"{_stats(result.uncommitted_critical)}")
+    drained = (f"all in {result.drained_s:.1f} s after the last reading"
+               if result.drained_s is not None else
+               f"{result.missing:,} still missing {args.drain_timeout:g} s after the last reading")
+    print(f"    expected {result.expected:,} alerts: {drained}; {result.unexpected} "
+          f"unexpected, {result.repeats} repeated")
+    if result.note:
+        print(f"    {result.note}")
+    if result.lags:
+        shown = [*result.lags[:-1:max(1, len(result.lags) // 8)], result.lags[-1]]
+        series = ", ".join(f"{behind:,} at {at:.0f} s" for at, behind in shown)
+        print(f"    job lag, readings behind the offsets it commits at each checkpoint: {series}")
+
+
+def write_latency_file(result: LiveResult, args, config: JobConfig) -> None:
+    samples = result.samples["CRITICAL"] + result.samples["other"]
+    label = (f"detect job, {result.rate:,} readings/s for {args.duration:g} s over "
+             f"{args.live_meters:,} meters, {args.anomaly_share:.1%} anomalous: "
+             f"{len(samples):,} alerts (CRITICAL fast path and transactional), read_committed, "
+             f"checkpoint {int(config.detect.checkpoint_interval)} ms")
+    LATENCY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    LATENCY_FILE.write_text(json.dumps({"samples_ms": [round(s, 1) for s in samples],
+                                        "label": label}))
+    print(f"  latency samples of the {result.rate:,}/s run: {LATENCY_FILE}")
+
+
+def live(config: JobConfig, raw: dict, args, tmp: Path) -> None:
+    systems = ["flink", "baseline"] if args.live_baseline else ["flink"]
+    print(f"detect, live latency: {args.live_meters:,} meters, {args.anomaly_share:.1%} "
+          f"anomalous readings, {config.topics.readings.partitions} partitions, parallelism "
+          f"{config.flink.parallelism}, python {config.flink.python_execution_mode} mode, "
+          f"checkpoint every {int(config.detect.checkpoint_interval)} ms, "
+          f"delivery {config.detect.delivery}, CRITICAL fast path "
+          f"{'on' if config.detect.critical_fast_path else 'off'}", flush=True)
+    results = []
+    for rate in args.rates:
+        for system in systems:
+            results.append(live_run(config, raw, args, tmp, rate, system))
+    print()
+    for result in results:
+        print_live(result, args)
+    for result in results:
+        if result.system == "flink" and result.rate == LATENCY_FILE_RATE and not result.error:
+            write_latency_file(result, args, config)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_detect",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(REPO_ROOT / "conf" / "local.yaml"))
+    parser.add_argument("--meters", type=int, default=100_000,
+                        help="catch-up: fleet of bench-aggregate's preloaded topic")
+    parser.add_argument("--days", type=float, default=0.25,
+                        help="catch-up: span of bench-aggregate's preloaded topic")
+    parser.add_argument("--repeat", type=int, default=1, help="catch-up rounds (medians)")
+    parser.add_argument("--rates", type=int, nargs="+", default=[1000, 5000, 20000],
+                        metavar="N", help="live: readings/s, one run each")
+    parser.add_argument("--duration", type=float, default=60, help="live: seconds per rate")
+    parser.add_argument("--live-meters", type=int, default=10_000,
+                        help="live: meters the readings go round")
+    parser.add_argument("--anomaly-share", type=float, default=0.01,
+                        help="live: share of readings that raise an alert (and as many clear)")
+    parser.add_argument("--drain-timeout", type=float, default=60,
+                        help="live: seconds to wait for outstanding alerts after the last reading")
+    parser.add_argument("--live-baseline", action="store_true",
+                        help="live: run the baseline at each rate too")
+    parser.add_argument("--skip-catchup", action="store_true")
+    parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--run-flink", metavar="GROUP", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run_flink:
+        print(json.dumps({"seconds": run_flink(args.config, args.run_flink)}))
+        return 0
+
+    # A SIGTERM unwinds like Ctrl-C: jobs stopped, benchmark topics deleted.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    config = load_config(args.config)
+    raw = yaml.safe_load(Path(args.config).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_catchup:
+            catch_up(config, raw, args, Path(tmp))
+            print()
+        if not args.skip_live:
+            live(config, raw, args, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -107,6 +107,9 @@ class Topics:
     dead_letters: Topic = field(default_factory=lambda: Topic("meter.readings.dlq", 1))
     late: Topic = field(default_factory=lambda: Topic("meter.readings.late", 1))
     alerts: Topic = field(default_factory=lambda: Topic("meter.alerts", 2))
+    # CRITICAL alerts again, written at once without a transaction (detect.critical_fast_path):
+    # what pagers subscribe to. meter.alerts stays the complete, exactly-once record.
+    critical_alerts: Topic = field(default_factory=lambda: Topic("meter.alerts.critical", 2))
 
 
 @dataclass(frozen=True)
@@ -200,8 +203,10 @@ class DetectConfig:
     # consumers when the checkpoint completes), or at-least-once (visible at once; a restart
     # may repeat an alert, with the same alert_id).
     delivery: Literal["exactly-once", "at-least-once"] = "exactly-once"
-    # CRITICAL alerts (outages, severe voltage) skip the transaction: at-least-once, visible
-    # within milliseconds, whatever the checkpoint interval.
+    # CRITICAL alerts (outages, severe voltage) also go to topics.critical_alerts at once,
+    # at-least-once, visible within milliseconds whatever the checkpoint interval. Not on
+    # meter.alerts itself: a read_committed consumer cannot read past an open transaction, so
+    # on the transactional topic they would wait for the checkpoint all the same (measured).
     critical_fast_path: bool = True
     # This job's checkpoint interval (flink.checkpoint_interval is the other jobs'): with
     # exactly-once delivery, a non-critical alert waits for the next checkpoint.

@@ -20,9 +20,10 @@ mode the function costs ~1/3 of the validator (bench-detect prints both). Alerts
 so everything after the meter function is cheap.
 
 Alerts go to meter.alerts (key: meter id, or feeder id) as DESIGN's JSON, and to the alerts
-table (upsert on alert_id). detect.delivery and detect.critical_fast_path choose between
-Kafka transactions (read_committed consumers see an alert when the checkpoint completes) and
-immediate at-least-once writes; alert ids are deterministic, so a repeat is recognisable.
+table (upsert on alert_id). detect.delivery chooses Kafka transactions for meter.alerts
+(read_committed consumers see an alert when the checkpoint completes) or at-least-once;
+with detect.critical_fast_path, CRITICAL alerts are also written at once, at-least-once, to
+topics.critical_alerts for pagers. Alert ids are deterministic, so a repeat is recognisable.
 """
 
 from __future__ import annotations
@@ -210,8 +211,8 @@ def _now_ms() -> int:
 
 @dataclass(frozen=True)
 class DetectSinks:
-    alerts_transactional: str  # meter.alerts, delivery per detect.delivery
-    alerts_immediate: str      # meter.alerts, at-least-once (the CRITICAL fast path)
+    alerts: str                  # meter.alerts, every alert, delivery per detect.delivery
+    critical_alerts: str | None  # meter.alerts.critical, at once (the CRITICAL fast path)
     alerts_table: str
     dead_letters: str
 
@@ -254,13 +255,12 @@ def build_pipeline(t_env, source: str, sinks: DetectSinks, config: JobConfig):
     valid, dead_letters = register_validation(t_env, source, config)
     alerts = register_detection(t_env, register_enrichment(t_env, valid, config), config)
     statements = t_env.create_statement_set()
-    fast = config.detect.critical_fast_path
-    for sink, where in ((sinks.alerts_immediate, "severity = 'CRITICAL'" if fast else "FALSE"),
-                        (sinks.alerts_transactional,
-                         "severity <> 'CRITICAL'" if fast else "TRUE")):
-        if where != "FALSE":
-            statements.add_insert_sql(
-                f"INSERT INTO `{sink}` SELECT alert_key, payload FROM `{alerts}` WHERE {where}")
+    statements.add_insert_sql(
+        f"INSERT INTO `{sinks.alerts}` SELECT alert_key, payload FROM `{alerts}`")
+    if sinks.critical_alerts:
+        statements.add_insert_sql(
+            f"INSERT INTO `{sinks.critical_alerts}` SELECT alert_key, payload FROM `{alerts}`"
+            f" WHERE severity = 'CRITICAL'")
     statements.add_insert_sql(f"""
         INSERT INTO `{sinks.alerts_table}`
         SELECT alert_id, meter_id, feeder_id, region, type, severity, state,
@@ -277,11 +277,13 @@ def _utc(column: str) -> str:
 
 
 def declare_sinks(t_env, config: JobConfig, *, transactional_id_prefix: str) -> DetectSinks:
-    topic = config.topics.alerts.name
     exactly_once = config.detect.delivery == "exactly-once"
-    for name, guarantee in (("alerts_transactional",
-                             "exactly-once" if exactly_once else "at-least-once"),
-                            ("alerts_immediate", "at-least-once")):
+    fast = config.detect.critical_fast_path
+    for name, topic, guarantee in (
+            ("alerts_out", config.topics.alerts.name,
+             "exactly-once" if exactly_once else "at-least-once"),
+            *([("critical_alerts_out", config.topics.critical_alerts.name, "at-least-once")]
+              if fast else [])):
         options = kafka_table_options(config.kafka, topic)
         options.update({"key.format": "raw", "key.fields": "key", "value.format": "raw",
                         "value.fields-include": "EXCEPT_KEY",
@@ -302,7 +304,7 @@ def declare_sinks(t_env, config: JobConfig, *, transactional_id_prefix: str) -> 
     t_env.execute_sql(dead_letter_sink_ddl(config))
     t_env.execute_sql(registry_lookup_ddl(config))
     t_env.execute_sql(registered_counts_ddl(config, "feeder"))
-    return DetectSinks("alerts_transactional", "alerts_immediate", "alerts_store",
+    return DetectSinks("alerts_out", "critical_alerts_out" if fast else None, "alerts_store",
                        "dead_letters")
 
 

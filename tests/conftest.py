@@ -158,12 +158,14 @@ def _scenario(tmp_path: Path, partitions: int, overrides: dict | None = None) ->
         "dead_letters": {"name": f"{tag}.readings.dlq", "partitions": 1},
         "late": {"name": f"{tag}.readings.late", "partitions": 1},
         "alerts": {"name": f"{tag}.alerts", "partitions": 1},
+        "critical_alerts": {"name": f"{tag}.alerts.critical", "partitions": 1},
     }
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(raw))
     scenario = Scenario(load_config(path), path, tag, tmp_path)
     for topic in (scenario.config.topics.readings, scenario.config.topics.dead_letters,
-                  scenario.config.topics.late, scenario.config.topics.alerts):
+                  scenario.config.topics.late, scenario.config.topics.alerts,
+                  scenario.config.topics.critical_alerts):
         scenario.create_topic(topic.name, topic.partitions)
     return scenario
 

@@ -50,6 +50,7 @@ def isolated_config(base: Path, tag: str, workdir: Path, profile: str) -> Path:
         "dead_letters": {"name": f"{tag}.readings.dlq", "partitions": 1},
         "late": {"name": f"{tag}.readings.late", "partitions": 1},
         "alerts": {"name": f"{tag}.alerts", "partitions": 1},
+        "critical_alerts": {"name": f"{tag}.alerts.critical", "partitions": 1},
     }
     raw.setdefault("detect", {}).setdefault("rules", {})["voltage_profile"] = PROFILES[profile]
     path = workdir / "score.yaml"
@@ -83,7 +84,7 @@ def score_fleet(base_config: Path, *, meters: int, days: float, seed: int, profi
     path = isolated_config(base_config, tag, workdir, profile)
     config = load_config(path)
     for topic in (config.topics.readings, config.topics.dead_letters, config.topics.late,
-                  config.topics.alerts):
+                  config.topics.alerts, config.topics.critical_alerts):
         ensure_topic(config, topic.name, topic.partitions)
     progress(f"simulating {meters:,} meters x {days:g} days into {config.topics.readings.name}")
     simulate = [sys.executable, "-m", "tools.simulate", "--mode", "replay",

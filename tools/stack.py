@@ -199,7 +199,7 @@ def create_topics(config: JobConfig) -> None:
     try:
         existing = set(admin.list_topics())
         wanted = [getattr(config.topics, name) for name in ("readings", "dead_letters", "late",
-                                                            "alerts")]
+                                                            "alerts", "critical_alerts")]
         missing = [t for t in wanted if t.name not in existing]
         for topic in missing:
             with contextlib.suppress(TopicAlreadyExistsError):

@@ -158,6 +158,15 @@ def test_alerts_table_holds_each_alert_once_in_its_last_state(detected):
          opened[ident], cleared[ident]) for ident in opened)
 
 
+def test_critical_alerts_also_go_to_the_pagers_topic_at_once(detected):
+    # Written without a transaction, so a read_committed pager never waits for a checkpoint.
+    scenario, alerts = detected
+    critical = sorted((r["alert_id"], r["state"]) for r in alerts if r["severity"] == "CRITICAL")
+    paged = scenario.consume(scenario.config.topics.critical_alerts.name, len(critical),
+                             read_committed=True)
+    assert sorted((r["alert_id"], r["state"]) for r in paged) == critical
+
+
 def test_replay_gives_the_same_alert_ids(detected):
     scenario, alerts = detected
     # Which feeder-outage members are paged before the feeder alert opens depends on the order

@@ -28,13 +28,13 @@ topics.critical_alerts for pagers. Alert ids are deterministic, so a repeat is r
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 import time
 from dataclasses import dataclass
 
+from jobs.cli import parse_job_args
 from jobs.config import ConfigError, JobConfig, load_config, with_flink_options
 from jobs.connectors import create_table_ddl, jdbc_table_options, kafka_table_options
 from jobs.ingestion import (
@@ -318,21 +318,8 @@ def job_config(config: JobConfig) -> JobConfig:
                                                    config.flink.options.items())])
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.detect",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="job config, e.g. conf/local.yaml")
-    parser.add_argument("--bounded", action="store_true",
-                        help="stop after the records present at start-up (catch-up runs, tests)")
-    parser.add_argument("--group-id",
-                        help="Kafka consumer group (default: <kafka.group_id>-detect)")
-    parser.add_argument("-D", dest="flink_options", action="append", default=[],
-                        metavar="KEY=VALUE", help="a Flink option for this run (as flink run -D)")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_job_args("detect", __doc__.split("\n")[0], argv)
     try:
         config = job_config(with_flink_options(load_config(args.config), args.flink_options))
         connector_jars()

@@ -9,10 +9,10 @@ JDBC sink on `meter_readings` (upsert on meter_id, ts) and the dead-letter topic
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 
+from jobs.cli import parse_job_args
 from jobs.config import ConfigError, JobConfig, load_config, with_flink_options
 from jobs.connectors import create_table_ddl, jdbc_table_options
 from jobs.ingestion import (
@@ -74,21 +74,8 @@ def readings_sink_ddl(config: JobConfig, name: str = "readings_store") -> str:
     return create_table_ddl(name, READINGS_SINK_COLUMNS, jdbc_table_options(config, READINGS_TABLE))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.ingest",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="job config, e.g. conf/local.yaml")
-    parser.add_argument("--bounded", action="store_true",
-                        help="stop after the records present at start-up (catch-up runs, tests)")
-    parser.add_argument("--group-id",
-                        help="Kafka consumer group (default: <kafka.group_id>-ingest)")
-    parser.add_argument("-D", dest="flink_options", action="append", default=[],
-                        metavar="KEY=VALUE", help="a Flink option for this run (as flink run -D)")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_job_args("ingest", __doc__.split("\n")[0], argv)
     try:
         config = with_flink_options(load_config(args.config), args.flink_options)
         connector_jars()

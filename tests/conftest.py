@@ -153,20 +153,11 @@ def _merge(base: dict, overrides: dict) -> dict:
 def _scenario(tmp_path: Path, partitions: int, overrides: dict | None = None) -> Scenario:
     tag = f"t{uuid.uuid4().hex[:8]}"
     raw = _merge(yaml.safe_load(LOCAL_CONFIG.read_text()), overrides or {})
-    raw["topics"] = {
-        "readings": {"name": f"{tag}.readings", "partitions": partitions},
-        "dead_letters": {"name": f"{tag}.readings.dlq", "partitions": 1},
-        "late": {"name": f"{tag}.readings.late", "partitions": 1},
-        "alerts": {"name": f"{tag}.alerts", "partitions": 1},
-        "critical_alerts": {"name": f"{tag}.alerts.critical", "partitions": 1},
-    }
+    raw["topics"] = stack.isolated_topics(tag, partitions)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(raw))
     scenario = Scenario(load_config(path), path, tag, tmp_path)
-    for topic in (scenario.config.topics.readings, scenario.config.topics.dead_letters,
-                  scenario.config.topics.late, scenario.config.topics.alerts,
-                  scenario.config.topics.critical_alerts):
-        scenario.create_topic(topic.name, topic.partitions)
+    stack.create_topics(scenario.config)
     return scenario
 
 

@@ -26,7 +26,6 @@ import yaml
 from jobs.config import REPO_ROOT, ConfigError, JobConfig, load_config
 from jobs.preflight import PreflightError, check_services
 from tools import detection_score, stack
-from tools.bench_ingest import ensure_topic
 
 PROFILES = {"en50160": "EN50160", "ansi": "ANSI_C84_1"}
 
@@ -45,13 +44,7 @@ def isolated_config(base: Path, tag: str, workdir: Path, profile: str) -> Path:
     """A copy of `base` whose topics are this run's own."""
     raw = yaml.safe_load(base.read_text())
     partitions = raw.get("topics", {}).get("readings", {}).get("partitions", 4)
-    raw["topics"] = {
-        "readings": {"name": f"{tag}.readings", "partitions": partitions},
-        "dead_letters": {"name": f"{tag}.readings.dlq", "partitions": 1},
-        "late": {"name": f"{tag}.readings.late", "partitions": 1},
-        "alerts": {"name": f"{tag}.alerts", "partitions": 1},
-        "critical_alerts": {"name": f"{tag}.alerts.critical", "partitions": 1},
-    }
+    raw["topics"] = stack.isolated_topics(tag, partitions)
     raw.setdefault("detect", {}).setdefault("rules", {})["voltage_profile"] = PROFILES[profile]
     path = workdir / "score.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -83,9 +76,7 @@ def score_fleet(base_config: Path, *, meters: int, days: float, seed: int, profi
     tag = f"score{uuid.uuid4().hex[:8]}"
     path = isolated_config(base_config, tag, workdir, profile)
     config = load_config(path)
-    for topic in (config.topics.readings, config.topics.dead_letters, config.topics.late,
-                  config.topics.alerts, config.topics.critical_alerts):
-        ensure_topic(config, topic.name, topic.partitions)
+    stack.create_topics(config)
     progress(f"simulating {meters:,} meters x {days:g} days into {config.topics.readings.name}")
     simulate = [sys.executable, "-m", "tools.simulate", "--mode", "replay",
                 "--meters", str(meters), "--days", str(days), "--seed", str(seed),

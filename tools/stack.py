@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import os
 import pwd
 import shutil
@@ -190,6 +191,18 @@ def kafka_up(config: JobConfig) -> None:
     create_topics(config)
 
 
+def isolated_topics(tag: str, readings_partitions: int) -> dict:
+    """A config's `topics` section naming every topic after `tag`: a run (a test scenario, a
+    scoring run) with topics of its own on a shared broker."""
+    return {
+        "readings": {"name": f"{tag}.readings", "partitions": readings_partitions},
+        "dead_letters": {"name": f"{tag}.readings.dlq", "partitions": 1},
+        "late": {"name": f"{tag}.readings.late", "partitions": 1},
+        "alerts": {"name": f"{tag}.alerts", "partitions": 1},
+        "critical_alerts": {"name": f"{tag}.alerts.critical", "partitions": 1},
+    }
+
+
 def create_topics(config: JobConfig) -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -198,8 +211,7 @@ def create_topics(config: JobConfig) -> None:
     admin = KafkaAdminClient(**kafka_python_kwargs(config))
     try:
         existing = set(admin.list_topics())
-        wanted = [getattr(config.topics, name) for name in ("readings", "dead_letters", "late",
-                                                            "alerts", "critical_alerts")]
+        wanted = [getattr(config.topics, f.name) for f in dataclasses.fields(config.topics)]
         missing = [t for t in wanted if t.name not in existing]
         for topic in missing:
             with contextlib.suppress(TopicAlreadyExistsError):

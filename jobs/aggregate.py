@@ -41,8 +41,9 @@ from jobs.ingestion import (
     registered_counts_ddl,
     registry_lookup_ddl,
 )
+from jobs.job_metrics import count_records
 from jobs.preflight import PreflightError, check_services
-from jobs.runtime import SetupError, connector_jars, create_table_env, format_jars
+from jobs.runtime import SetupError, connector_jars, create_table_env, execute, format_jars
 
 JOB_NAME = "gridstream-aggregate"
 
@@ -266,9 +267,9 @@ def build_pipeline(t_env, source: str, sinks: AggregateSinks, config: JobConfig)
             FROM (SELECT *, PROCTIME() AS proc_time FROM `{views[f"{level}_load"]}`) AS l
             LEFT JOIN {level}_meter_counts FOR SYSTEM_TIME AS OF l.proc_time AS c
               ON l.{key} = c.{key}""")
-    statements.add_insert_sql(f"""
-        INSERT INTO `{sinks.late}`
-        SELECT meter_id, JSON_OBJECT(
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY VIEW agg_late_records AS
+        SELECT meter_id AS `key`, JSON_OBJECT(
                  KEY 'meter_id' VALUE meter_id, KEY 'ts' VALUE ts_ms,
                  KEY 'kwh_import' VALUE kwh_import, KEY 'kwh_export' VALUE kwh_export,
                  KEY 'voltage_v' VALUE voltage_v, KEY 'current_a' VALUE current_a,
@@ -277,8 +278,10 @@ def build_pipeline(t_env, source: str, sinks: AggregateSinks, config: JobConfig)
                  KEY 'kafka_offset' VALUE kafka_offset,
                  KEY 'watermark_ts' VALUE CAST(watermark_time AS STRING),
                  KEY 'reason' VALUE 'behind the watermark by more than the allowed lateness'
-                 ABSENT ON NULL)
+                 ABSENT ON NULL) AS `value`
         FROM `{views["late"]}`""")
+    late = count_records(t_env, "agg_late_records", "agg_late_counted", "late_readings")
+    statements.add_insert_sql(f"INSERT INTO `{sinks.late}` SELECT * FROM `{late}`")
     statements.add_insert_sql(f"INSERT INTO `{sinks.dead_letters}` SELECT * FROM `{dead_letters}`")
     if sinks.cold_storage:
         statements.add_insert_sql(f"""
@@ -349,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SetupError, PreflightError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    statements.execute().wait()
+    execute(statements)
     return 0
 
 

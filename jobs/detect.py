@@ -47,7 +47,7 @@ from jobs.ingestion import (
     registry_lookup_ddl,
 )
 from jobs.preflight import PreflightError, check_services
-from jobs.runtime import SetupError, connector_jars, create_table_env
+from jobs.runtime import SetupError, connector_jars, create_table_env, execute
 
 JOB_NAME = "gridstream-detect"
 
@@ -56,7 +56,7 @@ READING_COLUMNS = (
     "meter_id", "ts_ms", "seq", "kwh_import", "kwh_export", "voltage_v", "current_a",
     "power_factor", "frequency_hz", "status", "feeder_id", "region", "nominal_voltage_v",
     "has_generation", "service_limit_kw", "interval_minutes", "register_max_kwh",
-    "feeder_meters",
+    "received_ms", "feeder_meters",
 )
 # An alert between the functions and into the sinks: DESIGN's fields, the JSON payload for
 # Kafka, the Kafka key, opened_ts for the table, and the feeder's registered meters.
@@ -104,6 +104,7 @@ def meter_alerting_function(config: JobConfig):
     from pyflink.datastream import KeyedProcessFunction
     from pyflink.datastream.state import ValueStateDescriptor
 
+    from jobs.job_metrics import JobMetrics
     from udfs.meter_detector import MeterDetector, MeterMeta
     from udfs.reading_parser import Reading
 
@@ -116,8 +117,10 @@ def meter_alerting_function(config: JobConfig):
             self.state = runtime_context.get_state(
                 ValueStateDescriptor("meter", Types.PICKLED_BYTE_ARRAY()))
             self.detector = MeterDetector(thresholds)
+            self.metrics = JobMetrics(runtime_context.get_metrics_group())
 
         def process_element(self, row, ctx):
+            self.metrics.lag(row[17])
             reading = Reading(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
                               row[8], _status_codes(row[9]))
             meta = MeterMeta(row[10], row[11], row[12], bool(row[13]), row[14], row[15],
@@ -130,7 +133,7 @@ def meter_alerting_function(config: JobConfig):
             deadline = self._rearm(ctx, state, meta, deadline)
             self.state.update((state, meta, deadline))
             for alert in alerts:
-                yield alert_row(alert, row[17])
+                yield alert_row(alert, row[18])
 
         def on_timer(self, timestamp, ctx):
             stored = self.state.value()
@@ -173,6 +176,7 @@ def feeder_correlation_function(config: JobConfig):
     from pyflink.datastream import KeyedProcessFunction
     from pyflink.datastream.state import ValueStateDescriptor
 
+    from jobs.job_metrics import JobMetrics
     from udfs.alert_record import OUTAGE
     from udfs.feeder_correlation import FeederCorrelator
 
@@ -183,18 +187,24 @@ def feeder_correlation_function(config: JobConfig):
             self.state = runtime_context.get_state(
                 ValueStateDescriptor("feeder", Types.PICKLED_BYTE_ARRAY()))
             self.correlator = FeederCorrelator(thresholds)
+            # Every alert the job emits passes here: the one place to count them.
+            self.metrics = JobMetrics(runtime_context.get_metrics_group())
 
         def process_element(self, row, ctx):
+            for alert in self._correlate(row, ctx):
+                self.metrics.inc("alerts", (("type", alert[4]), ("severity", alert[5]),
+                                            ("state", alert[6])))
+                yield alert
+
+        def _correlate(self, row, ctx):
             if row[4] != OUTAGE:
-                yield row
-                return
+                return [row]
             meters = row[15] or 0
             state, alerts = self.correlator.on_meter_outage(
                 self.state.value(), row_alert(row), meters, _now_ms(),
                 ctx.timer_service().current_watermark())
             self.state.update(state)
-            for alert in alerts:
-                yield alert_row(alert, meters)
+            return [alert_row(alert, meters) for alert in alerts]
 
     return FeederCorrelation()
 
@@ -332,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SetupError, PreflightError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    statements.execute().wait()
+    execute(statements)
     return 0
 
 

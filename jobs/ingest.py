@@ -23,7 +23,7 @@ from jobs.ingestion import (
     register_validation,
 )
 from jobs.preflight import PreflightError, check_services
-from jobs.runtime import SetupError, connector_jars, create_table_env
+from jobs.runtime import SetupError, connector_jars, create_table_env, execute
 
 JOB_NAME = "gridstream-ingest"
 READINGS_TABLE = "meter_readings"
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     t_env.execute_sql(dead_letter_sink_ddl(config))
     statements = build_pipeline(t_env, READINGS_SOURCE,
                                 IngestSinks("readings_store", "dead_letters"), config)
-    statements.execute().wait()
+    execute(statements)
     return 0
 
 

@@ -65,6 +65,25 @@ def running_locally() -> bool:
     return "PYFLINK_GATEWAY_PORT" not in os.environ
 
 
+def execute(statements) -> None:
+    """Run a job's StatementSet: until it ends, or, under `flink run --detached`, until the
+    cluster has accepted it (waiting there would keep the client running with the job)."""
+    result = statements.execute()
+    if not _submitted_detached():
+        result.wait()
+
+
+def _submitted_detached() -> bool:
+    if running_locally():
+        return False
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.java_gateway import get_gateway
+
+    attached = get_gateway().jvm.org.apache.flink.configuration.DeploymentOptions.ATTACHED
+    env = StreamExecutionEnvironment.get_execution_environment()
+    return not env._j_stream_execution_environment.getConfiguration().get(attached)
+
+
 def create_table_env(config: JobConfig, job_name: str, *, streaming: bool = True,
                      extra_jars: list[Path] | tuple[Path, ...] = ()):
     """A StreamTableEnvironment configured for `config`."""

@@ -5,27 +5,33 @@
 
 The cluster runs with the repo's conf/flink/config.yaml, rendered into .stack/flink/conf with
 the ports from GRIDSTREAM_FLINK_PORT (REST, default 18081) and GRIDSTREAM_FLINK_RPC_PORT
-(default 16123) and with checkpoint and savepoint folders under .stack/flink. `submit` prints
+(default 16123) and with checkpoint and savepoint folders under .stack/flink. It exposes its
+metrics, the jobs' own included (jobs/job_metrics.py), through Flink's Prometheus reporter:
+the JobManager on GRIDSTREAM_PROMETHEUS_PORT (default 19249), the TaskManager on the next
+port, at /metrics. `submit` prints
 and runs the exact `flink run` command line, so it can be reused against any cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
 import yaml
 
 from jobs.config import REPO_ROOT
-from jobs.runtime import FLINK_CONF_DIR, PYTHON_PACKAGES, SetupError, connector_jars
+from jobs.runtime import FLINK_CONF_DIR, JARS_DIR, PYTHON_PACKAGES, SetupError, connector_jars
 from tools.processes import (
     STACK_DIR,
     StackError,
@@ -39,6 +45,7 @@ from tools.processes import (
 
 FLINK_STACK = STACK_DIR / "flink"
 RENDERED_CONF = FLINK_STACK / "conf"
+SUBMIT_TIMEOUT_S = 300
 PROCESS_MARKERS = ("StandaloneSessionClusterEntrypoint", "TaskManagerRunner")
 
 
@@ -57,6 +64,16 @@ def rest_url() -> str:
     return f"http://127.0.0.1:{rest_port()}"
 
 
+def prometheus_ports() -> tuple[int, int]:
+    """The reporter's ports: the JobManager takes the first, the TaskManager the second."""
+    first = env_port("GRIDSTREAM_PROMETHEUS_PORT", 19249)
+    return first, first + 1
+
+
+def prometheus_urls() -> list[str]:
+    return [f"http://127.0.0.1:{port}/metrics" for port in prometheus_ports()]
+
+
 def render_conf() -> Path:
     """The repo's Flink config with this machine's ports and folders, for the cluster scripts."""
     conf = yaml.safe_load((FLINK_CONF_DIR / "config.yaml").read_text())
@@ -69,6 +86,10 @@ def render_conf() -> Path:
     checkpointing["savepoint-dir"] = (FLINK_STACK / "savepoints").as_uri()
     # Per-host working folders (blobs, RocksDB) under .stack, not /tmp.
     conf.setdefault("io", {})["tmp"] = {"dirs": str(FLINK_STACK / "tmp")}
+    first, last = prometheus_ports()
+    conf.setdefault("metrics", {})["reporter"] = {"prom": {
+        "factory": {"class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"},
+        "port": f"{first}-{last}"}}
     for folder in ("run", "log", "checkpoints", "savepoints", "tmp"):
         (FLINK_STACK / folder).mkdir(parents=True, exist_ok=True)
     RENDERED_CONF.mkdir(parents=True, exist_ok=True)
@@ -91,6 +112,16 @@ def prepare_lib() -> Path:
     home = flink_home()
     for jar in [*sorted((home / "lib").glob("*.jar")), *(home / "opt").glob("flink-python-*.jar")]:
         (lib / jar.name).symlink_to(jar)
+    # Reporters load as plugins, each from its own folder.
+    reporter = sorted((JARS_DIR / "metrics").glob("flink-metrics-prometheus-*.jar"))
+    if not reporter:
+        raise StackError(f"the Prometheus reporter jar is not in {JARS_DIR / 'metrics'}: "
+                         f"run `make jars`")
+    plugin = FLINK_STACK / "plugins" / "metrics-prometheus"
+    if plugin.exists():
+        shutil.rmtree(plugin)
+    plugin.mkdir(parents=True)
+    (plugin / reporter[-1].name).symlink_to(reporter[-1])
     return lib
 
 
@@ -98,6 +129,7 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["FLINK_CONF_DIR"] = str(RENDERED_CONF)
     env["FLINK_LIB_DIR"] = str(FLINK_STACK / "lib")
+    env["FLINK_PLUGINS_DIR"] = str(FLINK_STACK / "plugins")
     env["FLINK_LOG_DIR"] = str(FLINK_STACK / "log")
     # The scripts must find this Python's `java` and PyFlink's own FLINK_HOME.
     env["FLINK_HOME"] = str(flink_home())
@@ -136,6 +168,9 @@ def up() -> None:
     require_free_port("127.0.0.1", rest_port(), "the Flink REST endpoint", "GRIDSTREAM_FLINK_PORT")
     require_free_port("127.0.0.1", env_port("GRIDSTREAM_FLINK_RPC_PORT", 16123),
                       "the Flink JobManager", "GRIDSTREAM_FLINK_RPC_PORT")
+    for port in prometheus_ports():
+        require_free_port("127.0.0.1", port, "the Prometheus metrics endpoint",
+                          "GRIDSTREAM_PROMETHEUS_PORT")
     render_conf()
     prepare_lib()
     print(f"flink: starting a standalone cluster (logs in {FLINK_STACK / 'log'})")
@@ -151,7 +186,8 @@ def up() -> None:
     took = wait_until(ready, 120, "the Flink cluster", alive=lambda: bool(cluster_pids()),
                       log=FLINK_STACK / "log")
     info = overview() or {}
-    print(f"flink: ready in {took:.1f}s, {info.get('slots-total')} slots, web UI {rest_url()}")
+    print(f"flink: ready in {took:.1f}s, {info.get('slots-total')} slots, web UI {rest_url()}, "
+          f"metrics {' '.join(prometheus_urls())}")
 
 
 def down() -> None:
@@ -203,6 +239,119 @@ def submit(job: str, job_args: list[str], *, detached: bool = False) -> int:
     command = flink_run_command(job, job_args, detached=detached)
     print("$ FLINK_CONF_DIR=" + str(RENDERED_CONF) + " " + " ".join(command), flush=True)
     return subprocess.run(command, env=_env(), cwd=REPO_ROOT).returncode
+
+
+def submit_detached(job: str, job_args: list[str]) -> str:
+    """`flink run --detached`; returns the job's id once the cluster has accepted it."""
+    if not overview():
+        raise StackError(f"no Flink cluster answers at {rest_url()}: run `make cluster-up`")
+    render_conf()
+    if not (FLINK_STACK / "lib").exists():
+        prepare_lib()
+    command = flink_run_command(job, job_args, detached=True)
+    try:
+        result = subprocess.run(command, env=_env(), cwd=REPO_ROOT, capture_output=True,
+                                text=True, timeout=SUBMIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise StackError(f"`flink run --detached` of jobs.{job} did not return within "
+                         f"{SUBMIT_TIMEOUT_S} s; see {FLINK_STACK / 'log'}") from None
+    found = re.search(r"JobID ([0-9a-f]{32})", result.stdout)
+    if result.returncode != 0 or not found:
+        raise StackError(f"`flink run` of jobs.{job} failed: "
+                         f"{_cause(result.stdout + result.stderr)}")
+    return found.group(1)
+
+
+def _cause(output: str) -> str:
+    """The line of a failed submission that says why: the job's own `error:` line, else the
+    deepest Java cause, else the last exception the job's Python raised."""
+    lines = [line.strip() for line in output.splitlines()]
+    own = [line for line in lines if line.startswith("error: ")]
+    if own:
+        return own[0]
+    causes = [line.removeprefix("Caused by: ") for line in lines
+              if line.startswith("Caused by: ") and "Python process exits" not in line]
+    if causes:
+        return causes[-1]
+    raised = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", line)
+              and "ProgramAbortException" not in line]
+    return raised[-1] if raised else next((line for line in reversed(lines) if line),
+                                          "no output")
+
+
+def job_state(job_id: str) -> str | None:
+    try:
+        with urllib.request.urlopen(f"{rest_url()}/jobs/{job_id}", timeout=5) as response:
+            return json.load(response).get("state")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def cancel(job_id: str, timeout_s: float = 60) -> None:
+    """Cancel a job and wait until it is gone (its checkpoints are kept, conf/flink)."""
+    request = urllib.request.Request(f"{rest_url()}/jobs/{job_id}?mode=cancel", method="PATCH")
+    with contextlib.suppress(urllib.error.URLError, OSError):
+        urllib.request.urlopen(request, timeout=10).close()
+    wait_until(lambda: job_state(job_id) in (None, "CANCELED", "FINISHED", "FAILED"),
+               timeout_s, f"job {job_id} to stop")
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict
+    value: float
+
+
+_SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape(prefix: str = "flink_taskmanager_job_task_operator_") -> list[Sample]:
+    """The cluster's metrics whose names start with `prefix`, read from its Prometheus
+    endpoints as Prometheus reads them (text exposition format)."""
+    samples = []
+    for url in prometheus_urls():
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError):
+            continue
+        for line in text.splitlines():
+            match = _SAMPLE.match(line) if line.startswith(prefix) else None
+            if match:
+                samples.append(Sample(match.group(1), dict(_LABEL.findall(match.group(2) or "")),
+                                      float(match.group(3))))
+    return samples
+
+
+OPERATOR_METRIC = "flink_taskmanager_job_task_operator_"
+OWN_LABELS = ("reason", "type", "severity", "state")
+
+
+def job_metrics() -> dict[str, dict[tuple, float]]:
+    """The running jobs' own metrics (jobs/job_metrics.py) and the readings their Kafka source
+    counted (as readings_in), summed over subtasks: {job name: {(metric, ((label, value),
+    ...)): value}}, with the job name as given (gridstream-detect)."""
+    out: dict[str, dict[tuple, float]] = {}
+    for sample in scrape(OPERATOR_METRIC):
+        name = sample.name.removeprefix(OPERATOR_METRIC)
+        if name == "numRecordsIn" and sample.labels.get("operator_name", "").startswith(
+                "Source:_readings_raw"):
+            name = "readings_in"
+        elif name.startswith("gridstream_"):
+            # A labelled group also names its key: gridstream_reason_dead_letters{reason=...}
+            name = name.removeprefix("gridstream_")
+            while any(name.startswith(f"{label}_") for label in OWN_LABELS):
+                name = name.split("_", 1)[1]
+        else:
+            continue
+        # The reporter spells the job name with "_" for "-".
+        job = sample.labels.get("job_name", "").replace("_", "-")
+        key = (name, tuple(sorted((k, v) for k, v in sample.labels.items() if k in OWN_LABELS)))
+        values = out.setdefault(job, {})
+        values[key] = values.get(key, 0) + sample.value
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,6 +93,13 @@ def parse_reading(payload: bytes | str | None, *, received_ms: int | None = None
     return reading
 
 
+def reason_kind(reason: str) -> str:
+    """What a rejection is about, for counting (a metric label): the field its reason names
+    ("kwh_import"), or its fixed text before the detail ("not JSON" -> "not_json"); a small
+    fixed set of identifiers, unlike the reasons."""
+    return reason.split(":", 1)[0].strip().lower().replace(" ", "_")
+
+
 _MISSING = object()
 
 

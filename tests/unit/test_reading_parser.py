@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from udfs.reading_parser import Reading, Rejection, parse_reading
+from udfs.reading_parser import Reading, Rejection, parse_reading, reason_kind
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 
@@ -119,3 +119,15 @@ def test_random_bytes_never_raise():
                rng.choice([None, -1, 0, 1.5, "a", [], {}, True, "2023-01-01T00:00:00Z"])
                for _ in range(5)}
         assert isinstance(parse_reading(json.dumps(doc)), (Reading, Rejection))
+
+
+@pytest.mark.parametrize("raw, kind", [
+    (b"{not json", "not_json"),
+    (b"[1, 2]", "not_a_json_object"),
+    (payload(kwh_import=-4), "kwh_import"),
+    (payload(ts="soon"), "ts"),
+    (payload(meter_id=42), "meter_id"),
+])
+def test_reason_kind_is_a_small_label_naming_the_field_or_the_problem(raw, kind):
+    # The dead-letter metric's label: one value per field, never the free-text detail.
+    assert reason_kind(rejected(raw)) == kind

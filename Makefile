@@ -1,5 +1,7 @@
 # Two commands do everything on a fresh machine (see README):
-#   make demo    set up, start the embedded stack, run the ingest job end to end, print a summary
+#   make demo    set up, start the embedded stack and the local Flink cluster, simulate a fleet of
+#                10,000 meters, run the aggregate and detect jobs on it, print a summary
+#                (make demo KEEP=1 leaves it all running)
 #   make test    set up, start what the tests need (fixtures do it), run the whole suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -42,8 +44,8 @@ cluster-up: setup
 cluster-down:
 	@if [ -x $(PY) ]; then $(PY) -m tools.flink_cluster down; fi
 
-demo: up
-	@$(PY) -m tools.demo
+demo: setup
+	@$(PY) -m tools.demo $(if $(KEEP),--keep)
 
 test: setup
 	@$(PY) -m pytest

@@ -30,6 +30,7 @@ import yaml
 
 from jobs.config import REPO_ROOT, load_config
 from tools.bench_ingest import ensure_topic, topic_size
+from tools.job_progress import run_with_progress
 
 VARIANTS = ("job-postgres", "job-blackhole", "sql-blackhole")
 LABELS = {"job-postgres": "job -> PostgreSQL", "job-blackhole": "job -> blackhole",
@@ -53,7 +54,7 @@ def preload(config, topic: str, meters: int, days: float, workdir: Path) -> None
                     "--summary", str(workdir / "summary.json")], cwd=REPO_ROOT, check=True)
 
 
-def run_variant(variant: str, config_path: str) -> float:
+def run_variant(variant: str, config_path: str, group: str) -> float:
     """Build and run one variant in this process; returns seconds from submission to end."""
     from jobs import aggregate
     from jobs.config import with_flink_options
@@ -63,7 +64,7 @@ def run_variant(variant: str, config_path: str) -> float:
     config = with_flink_options(load_config(config_path), ["restart-strategy.type=none"])
     t_env = create_table_env(config, f"bench-aggregate-{variant}")
     t_env.execute_sql(readings_source_ddl(
-        config, bounded=True, group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        config, bounded=True, group_id=group,
         watermark_delay_ms=aggregate.watermark_delay_ms(config)))
     sinks = aggregate.declare_sinks(t_env, config)
     if variant != "job-postgres":
@@ -139,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=0.25)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--run-variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--group", default=f"bench-{uuid.uuid4().hex[:8]}",
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_variant:
-        print(json.dumps({"seconds": run_variant(args.run_variant, args.config)}))
+        print(json.dumps({"seconds": run_variant(args.run_variant, args.config, args.group)}))
         return 0
 
     config = load_config(args.config)
@@ -162,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(yaml.safe_dump(raw))
         for round_ in range(args.repeat):
             for variant in VARIANTS:
-                out = subprocess.run([sys.executable, "-m", "tools.bench_aggregate",
-                                      "--config", str(path), "--run-variant", variant],
-                                     cwd=REPO_ROOT, capture_output=True, text=True)
+                group = f"bench-{uuid.uuid4().hex[:8]}"
+                out = run_with_progress(
+                    [sys.executable, "-m", "tools.bench_aggregate", "--config", str(path),
+                     "--run-variant", variant, "--group", group],
+                    config, topic, group, LABELS[variant].strip())
                 if out.returncode != 0:
                     print(out.stderr[-3000:], file=sys.stderr)
                     return 1

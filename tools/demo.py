@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true",
                         help="leave the stack, the cluster and both jobs running")
     args = parser.parse_args(argv)
+    import psycopg
+    from kafka.errors import KafkaError
+
     demo = Demo(args)
     stopped = False
     try:
@@ -312,6 +315,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (ConfigError, StackError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KafkaError as err:
+        print(f"error: Kafka failed ({type(err).__name__}: {err}): check the broker with "
+              f"`make status`", file=sys.stderr)
+        return 1
+    except psycopg.Error as err:
+        print(f"error: PostgreSQL failed ({type(err).__name__}: "
+              f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}): check it "
+              f"with `make status`", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as err:
         print(f"error: {' '.join(err.cmd[:3])} failed (exit {err.returncode})", file=sys.stderr)

@@ -26,6 +26,7 @@ import yaml
 from jobs.config import REPO_ROOT, ConfigError, JobConfig, load_config
 from jobs.preflight import PreflightError, check_services
 from tools import detection_score, stack
+from tools.job_progress import run_with_progress
 
 PROFILES = {"en50160": "EN50160", "ansi": "ANSI_C84_1"}
 
@@ -95,7 +96,7 @@ def score_fleet(base_config: Path, *, meters: int, days: float, seed: int, profi
     if parallelism:
         command += ["-D", f"parallelism.default={parallelism}"]
     started = time.monotonic()
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    result = run_with_progress(command, config, config.topics.readings.name, tag, "detect job")
     seconds = time.monotonic() - started
     if result.returncode != 0:
         raise RuntimeError(f"the detect job failed:\n{result.stderr[-3000:]}")

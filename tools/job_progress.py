@@ -1,0 +1,42 @@
+"""A bounded job run as a subprocess, with a progress line every few seconds: how far its
+consumer group has read the readings topic (from the offsets it commits at each checkpoint).
+Used by the commands that run a job over a preloaded topic for minutes (score_detection,
+bench-aggregate)."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+
+from jobs.config import REPO_ROOT, JobConfig
+from tools.live_traffic import Lag, stop_process_group
+
+EVERY_S = 10.0
+
+
+def run_with_progress(command: list[str], config: JobConfig, topic: str, group: str,
+                      label: str, every_s: float = EVERY_S) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=stdout, stderr=stderr,
+                                   text=True, start_new_session=True)
+        lag = Lag(config, topic, group)
+        total = sum(lag.consumer.end_offsets(lag.partitions).values())
+        started = time.monotonic()
+        try:
+            while process.poll() is None:
+                time.sleep(1.0)
+                elapsed = time.monotonic() - started
+                if elapsed // every_s != (elapsed - 1.0) // every_s:
+                    behind = lag()
+                    done = "starting" if behind is None or behind == total else (
+                        f"{total - behind:,} / {total:,} readings")
+                    print(f"  {label}: {done} ({elapsed:.0f} s)", flush=True)
+        finally:
+            lag.close()
+            if process.poll() is None:  # interrupted: the job goes too
+                stop_process_group(process)
+        stdout.seek(0)
+        stderr.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, stdout.read(),
+                                           stderr.read())

@@ -54,6 +54,19 @@ def test_port_in_use(other_stack):
     assert "GRIDSTREAM_KAFKA_PORT=<port>" in line
 
 
+def test_metrics_port_in_use_stops_the_cluster_start(other_stack):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        line = one_line_error(run("tools.flink_cluster", "up", **other_stack,
+                                  GRIDSTREAM_FLINK_PORT=str(free_port()),
+                                  GRIDSTREAM_FLINK_RPC_PORT=str(free_port()),
+                                  GRIDSTREAM_PROMETHEUS_PORT=str(port)))
+    assert f"port {port} on 127.0.0.1 (for the Prometheus metrics endpoint) is in use" in line
+    assert "GRIDSTREAM_PROMETHEUS_PORT=<port>" in line
+
+
 def test_java_missing(other_stack, tmp_path):
     line = one_line_error(run("tools.stack", "up", **other_stack,
                               JAVA_HOME=str(tmp_path / "no-java")))

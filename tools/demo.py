@@ -254,7 +254,8 @@ def print_summary(demo: Demo, summary: dict, live: dict, intervals: int,
                                  f"(simulator sent {outcomes['dead_letter']:,})"))
     rows += [(f"  reason {reason}", f"{n:,.0f}") for reason, n in sorted(dead.items())]
     rows.append(("late readings", f"{aggregate.get(('late_readings', ()), 0):,.0f} "
-                                  f"(simulator sent {outcomes['late']:,} late)"))
+                                  f"(simulator delayed {outcomes['late']:,}; one the "
+                                  f"watermark has not passed yet is on time)"))
     opened = collections.Counter((a.type, a.severity) for a in alerts if a.state == "OPEN")
     rows.append(("alerts opened", f"{sum(opened.values()):,} (meter.alerts, fleet and live)"))
     rows += [(f"  {type_} {severity}", f"{n:,}") for (type_, severity), n in sorted(opened.items())]

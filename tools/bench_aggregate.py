@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = run_with_progress(
                     [sys.executable, "-m", "tools.bench_aggregate", "--config", str(path),
                      "--run-variant", variant, "--group", group],
-                    config, topic, group, LABELS[variant].strip())
+                    config, topic, group, LABELS[variant].strip()).result
                 if out.returncode != 0:
                     print(out.stderr[-3000:], file=sys.stderr)
                     return 1

@@ -56,6 +56,7 @@ import yaml
 from jobs.config import REPO_ROOT, JobConfig, load_config
 from tools.bench_aggregate import bench_topic, preload
 from tools.bench_ingest import ensure_topic, topic_size
+from tools.job_progress import run_with_progress
 from tools.live_traffic import (
     Collector,
     Lag,
@@ -160,37 +161,13 @@ def _last_json(out: subprocess.CompletedProcess, what: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_flink_sampled(config: JobConfig, path: Path, topic: str,
-                      total: int) -> tuple[float, float | None]:
-    """run_flink in a subprocess; returns its seconds, and its rate once reading: between
-    the first and the last offsets it committed (each checkpoint commits), which leaves out
-    the start-up of the MiniCluster and the Python workers (None if too few commits)."""
+def run_flink_sampled(config: JobConfig, path: Path, topic: str) -> tuple[float, float | None]:
+    """run_flink in a subprocess, with progress lines; returns its seconds, and its rate once
+    reading (tools.job_progress.JobRun.steady_rate)."""
     group = f"bench-detect-{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "tools.bench_detect", "--config",
-                                    str(path), "--run-flink", group], cwd=REPO_ROOT,
-                                   stdout=stdout, stderr=stderr, text=True,
-                                   start_new_session=True)
-        lag, samples = Lag(config, topic, group), []
-        try:
-            while process.poll() is None:
-                time.sleep(1.0)
-                behind = lag()
-                if behind is not None and 0 < total - behind < total:
-                    samples.append((time.monotonic(), total - behind))
-        finally:
-            lag.close()
-            if process.poll() is None:  # interrupted: the job goes too
-                stop_process_group(process)
-        stdout.seek(0)
-        stderr.seek(0)
-        out = subprocess.CompletedProcess(process.args, process.returncode, stdout.read(),
-                                          stderr.read())
-    seconds = _last_json(out, "the detect job")["seconds"]
-    steady = None
-    if len(samples) >= 2 and samples[-1][0] - samples[0][0] >= 2:
-        steady = (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
-    return seconds, steady
+    run = run_with_progress([sys.executable, "-m", "tools.bench_detect", "--config", str(path),
+                             "--run-flink", group], config, topic, group, "detect job")
+    return _last_json(run.result, "the detect job")["seconds"], run.steady_rate()
 
 
 def catch_up(config: JobConfig, raw: dict, args, tmp: Path) -> None:
@@ -221,7 +198,7 @@ def catch_up(config: JobConfig, raw: dict, args, tmp: Path) -> None:
                 created.append(name)
             paths[system] = bench_config(raw, tmp, f"catchup-{system}", names)
         try:
-            flink_s, flink_steady = run_flink_sampled(config, paths["flink"], topic, readings)
+            flink_s, flink_steady = run_flink_sampled(config, paths["flink"], topic)
             seconds["flink"].append(flink_s)
             if flink_steady is not None:
                 steady.append(flink_steady)

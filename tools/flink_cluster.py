@@ -230,25 +230,25 @@ def flink_run_command(job: str, job_args: list[str], *, detached: bool = False) 
     return [*command, *job_args]
 
 
-def submit(job: str, job_args: list[str], *, detached: bool = False) -> int:
+def _submission(job: str, job_args: list[str], detached: bool) -> list[str]:
+    """The `flink run` command for the running local cluster, its conf and lib in place."""
     if not overview():
         raise StackError(f"no Flink cluster answers at {rest_url()}: run `make cluster-up`")
     render_conf()
     if not (FLINK_STACK / "lib").exists():
         prepare_lib()
-    command = flink_run_command(job, job_args, detached=detached)
+    return flink_run_command(job, job_args, detached=detached)
+
+
+def submit(job: str, job_args: list[str], *, detached: bool = False) -> int:
+    command = _submission(job, job_args, detached)
     print("$ FLINK_CONF_DIR=" + str(RENDERED_CONF) + " " + " ".join(command), flush=True)
     return subprocess.run(command, env=_env(), cwd=REPO_ROOT).returncode
 
 
 def submit_detached(job: str, job_args: list[str]) -> str:
     """`flink run --detached`; returns the job's id once the cluster has accepted it."""
-    if not overview():
-        raise StackError(f"no Flink cluster answers at {rest_url()}: run `make cluster-up`")
-    render_conf()
-    if not (FLINK_STACK / "lib").exists():
-        prepare_lib()
-    command = flink_run_command(job, job_args, detached=True)
+    command = _submission(job, job_args, detached=True)
     try:
         result = subprocess.run(command, env=_env(), cwd=REPO_ROOT, capture_output=True,
                                 text=True, timeout=SUBMIT_TIMEOUT_S)

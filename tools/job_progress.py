@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 
 from jobs.config import REPO_ROOT, JobConfig
 from tools.live_traffic import Lag, stop_process_group
@@ -15,8 +16,24 @@ from tools.live_traffic import Lag, stop_process_group
 EVERY_S = 10.0
 
 
+@dataclass
+class JobRun:
+    result: subprocess.CompletedProcess
+    # (monotonic seconds, readings committed) at each poll while the job was reading
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def steady_rate(self) -> float | None:
+        """Readings/s between the first and the last commit: the start-up of the MiniCluster
+        and the Python workers left out (None if too few commits)."""
+        first, last = (self.samples[0], self.samples[-1]) if self.samples else (None, None)
+        if first is None or last[0] - first[0] < 2:
+            return None
+        return (last[1] - first[1]) / (last[0] - first[0])
+
+
 def run_with_progress(command: list[str], config: JobConfig, topic: str, group: str,
-                      label: str, every_s: float = EVERY_S) -> subprocess.CompletedProcess:
+                      label: str, every_s: float = EVERY_S) -> JobRun:
+    samples: list[tuple[float, int]] = []
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=stdout, stderr=stderr,
                                    text=True, start_new_session=True)
@@ -26,9 +43,11 @@ def run_with_progress(command: list[str], config: JobConfig, topic: str, group: 
         try:
             while process.poll() is None:
                 time.sleep(1.0)
+                behind = lag()
+                if behind is not None and 0 < total - behind < total:
+                    samples.append((time.monotonic(), total - behind))
                 elapsed = time.monotonic() - started
                 if elapsed // every_s != (elapsed - 1.0) // every_s:
-                    behind = lag()
                     done = "starting" if behind is None or behind == total else (
                         f"{total - behind:,} / {total:,} readings")
                     print(f"  {label}: {done} ({elapsed:.0f} s)", flush=True)
@@ -38,5 +57,5 @@ def run_with_progress(command: list[str], config: JobConfig, topic: str, group: 
                 stop_process_group(process)
         stdout.seek(0)
         stderr.seek(0)
-        return subprocess.CompletedProcess(command, process.returncode, stdout.read(),
-                                           stderr.read())
+        return JobRun(subprocess.CompletedProcess(command, process.returncode, stdout.read(),
+                                                  stderr.read()), samples)

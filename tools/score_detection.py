@@ -96,7 +96,8 @@ def score_fleet(base_config: Path, *, meters: int, days: float, seed: int, profi
     if parallelism:
         command += ["-D", f"parallelism.default={parallelism}"]
     started = time.monotonic()
-    result = run_with_progress(command, config, config.topics.readings.name, tag, "detect job")
+    result = run_with_progress(command, config, config.topics.readings.name, tag,
+                               "detect job").result
     seconds = time.monotonic() - started
     if result.returncode != 0:
         raise RuntimeError(f"the detect job failed:\n{result.stderr[-3000:]}")

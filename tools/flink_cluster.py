@@ -296,6 +296,10 @@ def cancel(job_id: str, timeout_s: float = 60) -> None:
                timeout_s, f"job {job_id} to stop")
 
 
+OPERATOR_METRIC = "flink_taskmanager_job_task_operator_"
+OWN_LABELS = ("reason", "type", "severity", "state")
+
+
 @dataclass(frozen=True)
 class Sample:
     name: str
@@ -307,7 +311,7 @@ _SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
 _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
-def scrape(prefix: str = "flink_taskmanager_job_task_operator_") -> list[Sample]:
+def scrape(prefix: str = OPERATOR_METRIC) -> list[Sample]:
     """The cluster's metrics whose names start with `prefix`, read from its Prometheus
     endpoints as Prometheus reads them (text exposition format)."""
     samples = []
@@ -323,10 +327,6 @@ def scrape(prefix: str = "flink_taskmanager_job_task_operator_") -> list[Sample]
                 samples.append(Sample(match.group(1), dict(_LABEL.findall(match.group(2) or "")),
                                       float(match.group(3))))
     return samples
-
-
-OPERATOR_METRIC = "flink_taskmanager_job_task_operator_"
-OWN_LABELS = ("reason", "type", "severity", "state")
 
 
 def job_metrics() -> dict[str, dict[tuple, float]]:

@@ -1,7 +1,7 @@
 """A bounded job run as a subprocess, with a progress line every few seconds: how far its
 consumer group has read the readings topic (from the offsets it commits at each checkpoint).
 Used by the commands that run a job over a preloaded topic for minutes (score_detection,
-bench-aggregate)."""
+bench-aggregate, bench-detect's catch-up)."""
 
 from __future__ import annotations
 
@@ -40,14 +40,16 @@ def run_with_progress(command: list[str], config: JobConfig, topic: str, group: 
         lag = Lag(config, topic, group)
         total = sum(lag.consumer.end_offsets(lag.partitions).values())
         started = time.monotonic()
+        next_report = started + every_s
         try:
             while process.poll() is None:
                 time.sleep(1.0)
                 behind = lag()
                 if behind is not None and 0 < total - behind < total:
                     samples.append((time.monotonic(), total - behind))
-                elapsed = time.monotonic() - started
-                if elapsed // every_s != (elapsed - 1.0) // every_s:
+                if time.monotonic() >= next_report:
+                    next_report += every_s
+                    elapsed = time.monotonic() - started
                     done = "starting" if behind is None or behind == total else (
                         f"{total - behind:,} / {total:,} readings")
                     print(f"  {label}: {done} ({elapsed:.0f} s)", flush=True)

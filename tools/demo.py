@@ -132,7 +132,7 @@ class Demo:
                 if time.monotonic() - shown >= PROGRESS_EVERY_S:
                     shown = time.monotonic()
                     done = "  ".join(
-                        f"{job} {max(total - (b if b is not None else total), 0):>9,}"
+                        f"{job} {total - b if b is not None else 0:>9,}"
                         f" / {total:,}" for job, b in behind.items())
                     say(f"  {what}: {done} readings  ({elapsed:4.0f} s)")
                 time.sleep(1)

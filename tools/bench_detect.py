@@ -54,6 +54,7 @@ from pathlib import Path
 import yaml
 
 from jobs.config import REPO_ROOT, JobConfig, load_config
+from tools import flink_cluster
 from tools.bench_aggregate import bench_topic, preload
 from tools.bench_ingest import ensure_topic, topic_size
 from tools.job_progress import run_with_progress
@@ -161,13 +162,32 @@ def _last_json(out: subprocess.CompletedProcess, what: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_flink_sampled(config: JobConfig, path: Path, topic: str) -> tuple[float, float | None]:
-    """run_flink in a subprocess, with progress lines; returns its seconds, and its rate once
-    reading (tools.job_progress.JobRun.steady_rate)."""
+def run_flink_sampled(config: JobConfig, path: Path, topic: str,
+                      engine: str) -> tuple[float, float | None]:
+    """The detect job bounded over `topic`, with progress lines: run_flink in a subprocess
+    (embedded), or `flink run` of jobs.detect on the local cluster, timed by the cluster from
+    submission to the end (cluster). Returns its seconds, and its rate once reading
+    (tools.job_progress.JobRun.steady_rate)."""
     group = f"bench-detect-{uuid.uuid4().hex[:8]}"
-    run = run_with_progress([sys.executable, "-m", "tools.bench_detect", "--config", str(path),
-                             "--run-flink", group], config, topic, group, "detect job")
-    return _last_json(run.result, "the detect job")["seconds"], run.steady_rate()
+    if engine == "embedded":
+        run = run_with_progress([sys.executable, "-m", "tools.bench_detect", "--config",
+                                 str(path), "--run-flink", group], config, topic, group,
+                                "detect job")
+        return _last_json(run.result, "the detect job")["seconds"], run.steady_rate()
+    command = flink_cluster.submission("detect", [
+        "--config", str(path), "--bounded", "--group-id", group,
+        "-D", "restart-strategy.type=none", "-D", f"pipeline.name={CATCHUP_JOB_NAME}"],
+        detached=False)
+    run = run_with_progress(command, config, topic, group, "detect job",
+                            env=flink_cluster.cluster_env())
+    found = flink_cluster.SUBMITTED_ID.search(run.result.stdout)
+    details = flink_cluster.job_details(found.group(1)) if found else None
+    if run.result.returncode != 0 or not details or details.get("state") != "FINISHED":
+        print(run.result.stdout[-2000:], run.result.stderr[-3000:], sep="\n", file=sys.stderr)
+        raise SystemExit(f"error: the detect job failed on the cluster (flink run exit "
+                         f"{run.result.returncode}, state "
+                         f"{details.get('state') if details else 'unknown'})")
+    return details["duration"] / 1000, run.steady_rate()
 
 
 def catch_up(config: JobConfig, raw: dict, args, tmp: Path) -> None:
@@ -198,7 +218,8 @@ def catch_up(config: JobConfig, raw: dict, args, tmp: Path) -> None:
                 created.append(name)
             paths[system] = bench_config(raw, tmp, f"catchup-{system}", names)
         try:
-            flink_s, flink_steady = run_flink_sampled(config, paths["flink"], topic)
+            flink_s, flink_steady = run_flink_sampled(config, paths["flink"], topic,
+                                                      args.engine)
             seconds["flink"].append(flink_s)
             if flink_steady is not None:
                 steady.append(flink_steady)
@@ -220,7 +241,8 @@ def catch_up(config: JobConfig, raw: dict, args, tmp: Path) -> None:
     naive = readings / statistics.median(seconds["baseline"])
     print()
     print(f"detect, catch-up: {readings:,} records over {args.meters:,} meters ({topic}), "
-          f"{partitions} partitions, parallelism {config.flink.parallelism}, python "
+          f"{partitions} partitions, {engine_label(args.engine)}, "
+          f"parallelism {config.flink.parallelism}, python "
           f"{config.flink.python_execution_mode} mode, checkpoint every "
           f"{int(config.detect.checkpoint_interval)} ms, median of {args.repeat}")
     print(f"  {'detect job (Flink)':<32} {flink:>10,.0f} readings/s   "
@@ -278,9 +300,9 @@ def live_run(config: JobConfig, raw: dict, args, tmp: Path, rate: int,
               "dead_letters": (f"{tag}.dlq", 1)}
     path = bench_config(raw, tmp, f"live-{rate}-{system}", topics)
     group = f"{tag}-{system}"
+    job_args = ["--config", str(path), "--group-id", group, "-D", "restart-strategy.type=none"]
     if system == "flink":
-        command = [sys.executable, "-m", "jobs.detect", "--config", str(path), "--group-id",
-                   group, "-D", "restart-strategy.type=none"]
+        command = [sys.executable, "-m", "jobs.detect", *job_args]
     else:
         command = [sys.executable, "-m", "tools.detect_baseline", "--config", str(path)]
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
@@ -304,10 +326,18 @@ def live_run(config: JobConfig, raw: dict, args, tmp: Path, rate: int,
         lag = Lag(config, readings_topic, group) if system == "flink" else None
         if lag is not None:
             cleanup.callback(lag.close)
-        with log_path.open("w") as log:
-            job = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        cleanup.callback(stop_process_group, job)
+        if system == "flink" and args.engine == "cluster":
+            job = ClusterJob(flink_cluster.submit_detached("detect", job_args))
+            log_path = flink_cluster.FLINK_STACK / "log"
+            # Cancelled jobs keep their last checkpoint (conf/flink); a benchmark's is no use.
+            cleanup.callback(shutil.rmtree, flink_cluster.FLINK_STACK / "checkpoints" / job.job_id,
+                             ignore_errors=True)
+            cleanup.callback(flink_cluster.cancel, job.job_id)
+        else:
+            with log_path.open("w") as log:
+                job = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            cleanup.callback(stop_process_group, job)
         started = time.monotonic()
         warmups = set(producer.prime())
         while not warmups <= {key[0] for key in committed.first}:
@@ -328,6 +358,27 @@ def live_run(config: JobConfig, raw: dict, args, tmp: Path, rate: int,
         fast.drain()
     _score(producer, committed, uncommitted, fast, result)
     return result
+
+
+class ClusterJob:
+    """A job on the local cluster, answering poll() as the embedded job's Popen does."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        state = flink_cluster.job_state(self.job_id)
+        if state in (None, "FAILED", "CANCELED", "FINISHED"):
+            self.returncode = 0 if state == "FINISHED" else 1
+        return self.returncode
+
+
+def engine_label(engine: str) -> str:
+    if engine == "embedded":
+        return "embedded MiniCluster (one JVM)"
+    return (f"local cluster ({flink_cluster.taskmanagers()} TaskManagers x 1 slot, "
+            f"as `flink run` deploys)")
 
 
 def _remove_live_traces(config: JobConfig, tag: str, topics: list[str]) -> None:
@@ -470,7 +521,8 @@ def write_latency_file(result: LiveResult, args, config: JobConfig) -> None:
 def live(config: JobConfig, raw: dict, args, tmp: Path) -> None:
     systems = ["flink", "baseline"] if args.live_baseline else ["flink"]
     print(f"detect, live latency: {args.live_meters:,} meters, {args.anomaly_share:.1%} "
-          f"anomalous readings, {config.topics.readings.partitions} partitions, parallelism "
+          f"anomalous readings, {config.topics.readings.partitions} partitions, "
+          f"{engine_label(args.engine)}, parallelism "
           f"{config.flink.parallelism}, python {config.flink.python_execution_mode} mode, "
           f"checkpoint every {int(config.detect.checkpoint_interval)} ms, "
           f"delivery {config.detect.delivery}, CRITICAL fast path "
@@ -510,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="live: seconds to wait for outstanding alerts after the last reading")
     parser.add_argument("--live-baseline", action="store_true",
                         help="live: run the baseline at each rate too")
+    parser.add_argument("--engine", choices=("cluster", "embedded"), default="cluster",
+                        help="run the detect job on the local standalone cluster, started if "
+                             "needed and stopped after (default), or embedded in a MiniCluster")
     parser.add_argument("--skip-catchup", action="store_true")
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--run-flink", metavar="GROUP", help=argparse.SUPPRESS)
@@ -522,7 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     config = load_config(args.config)
     raw = yaml.safe_load(Path(args.config).read_text())
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as cleanup:
+        if args.engine == "cluster" and not flink_cluster.overview():
+            flink_cluster.up()
+            cleanup.callback(flink_cluster.down)
         if not args.skip_catchup:
             catch_up(config, raw, args, Path(tmp))
             print()

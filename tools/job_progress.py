@@ -32,11 +32,12 @@ class JobRun:
 
 
 def run_with_progress(command: list[str], config: JobConfig, topic: str, group: str,
-                      label: str, every_s: float = EVERY_S) -> JobRun:
+                      label: str, every_s: float = EVERY_S,
+                      env: dict[str, str] | None = None) -> JobRun:
     samples: list[tuple[float, int]] = []
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=stdout, stderr=stderr,
-                                   text=True, start_new_session=True)
+                                   text=True, start_new_session=True, env=env)
         lag = Lag(config, topic, group)
         total = sum(lag.consumer.end_offsets(lag.partitions).values())
         started = time.monotonic()

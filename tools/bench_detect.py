@@ -8,8 +8,10 @@ and loads its registry, then runs over the whole topic from the start, in one si
 
   detect job (Flink)   jobs/detect.py bounded, as deployed (validator, registry lookups, the
                        keyed Python functions, exactly-once alerts with the CRITICAL fast path,
-                       the alerts table), timed from job submission to the end of the bounded
-                       input: JVM start excluded, as bench-aggregate does
+                       the alerts table): by default submitted with `flink run` to the local
+                       cluster (started if needed, stopped after if so), timed by the cluster
+                       from submission to the end of the bounded input; with --engine embedded
+                       in a MiniCluster, timed from submission (JVM start excluded)
   baseline             tools/detect_baseline.py: one Python process with kafka-python and the
                        same rules, timed from its start (registry load included) to its last
                        alert flushed
@@ -20,15 +22,17 @@ deadline))), the value the job keeps in its one ValueState, averaged over the ba
 after its run.
 
 Live latency. Per rate (--rates, default 1000 5000 20000 readings/s): a fresh readings topic,
-the detect job started unbounded on it as a subprocess (`python -m jobs.detect`), one normal
-reading per meter to warm its state and lookup cache, then a last gasp (POWER_FAIL) from a
-warm-up meter on every partition: the job is running once their OUTAGE alerts are readable.
-Then --duration seconds of readings at the rate from a paced kafka-python producer, round robin
-over --live-meters meters; --anomaly-share of them anomalous (a last gasp or a severe sag:
-CRITICAL: on the fast-path topic too; a sag or a frequency excursion: MAJOR), each
-cleared by the meter's next reading. Latency of an alert = wall time at which a read_committed
-consumer (its own process) receives it minus the Kafka timestamp of the reading that caused it
-(CreateTime, set by the producer at send), matched by (meter_id, event_ts) == (meter, ts).
+the detect job started unbounded on it (submitted to the local cluster, or with --engine
+embedded as a subprocess `python -m jobs.detect`), one normal reading per meter to warm its
+state and lookup cache, then a last gasp (POWER_FAIL) from a warm-up meter on every partition:
+the job is running once their OUTAGE alerts are readable. Then readings at the rate from a
+paced kafka-python producer, round robin over --live-meters meters: --warmup seconds (a new
+job's JIT, caches and first checkpoints; reported apart) and --duration seconds measured;
+--anomaly-share of them anomalous (a last gasp or a severe sag: CRITICAL: on the fast-path
+topic too; a sag or a frequency excursion: MAJOR), each cleared by the meter's next reading.
+Latency of an alert = wall time at which a read_committed consumer (its own process) receives
+it minus the Kafka timestamp of the reading that caused it (CreateTime, set by the producer at
+send), matched by (meter_id, event_ts) == (meter, ts).
 The job's lag is read from the offsets it commits at each checkpoint. The 5,000/s run's
 samples go to .stack/bench/detect-latency.json (`python -m tools.report --latency`).
 """
@@ -284,6 +288,10 @@ class LiveResult:
     unexpected: int = 0
     repeats: int = 0
     lags: list[tuple[float, int]] = dataclasses.field(default_factory=list)
+    # Readings sent before this wall time (ms) are the warm-up: their alerts are reported
+    # apart from the steady state's.
+    steady_from_ms: float = 0.0
+    warmup: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     drained_s: float | None = None
     error: str | None = None
     note: str | None = None
@@ -351,9 +359,11 @@ def live_run(config: JobConfig, raw: dict, args, tmp: Path, rate: int,
             committed.drain()
         result.ready_s = time.monotonic() - started
         print(f"  {rate:,}/s {system}: ready after {result.ready_s:.1f} s (start-up and "
-              f"{args.live_meters:,} warm-up readings); producing for {args.duration:g} s",
-              flush=True)
-        _produce(producer, committed, uncommitted, lag, rate, args.duration, result)
+              f"{args.live_meters:,} warm-up readings); producing for {args.warmup:g} s of "
+              f"warm-up, then {args.duration:g} s measured", flush=True)
+        result.steady_from_ms = time.time() * 1000 + args.warmup * 1000
+        _produce(producer, committed, uncommitted, lag, rate, args.warmup + args.duration,
+                 result)
         _drain(producer, committed, uncommitted, lag, job, args.drain_timeout, result)
         fast.drain()
     _score(producer, committed, uncommitted, fast, result)
@@ -444,18 +454,25 @@ def _score(producer: LiveProducer, committed: Collector, uncommitted: Collector,
            fast: Collector, result: LiveResult) -> None:
     expected = producer.expected
     result.expected = len(expected)
+    # The reading's ts is its Kafka CreateTime, so key[1] is when it was sent.
+    steady = {key for key in expected if key[1] >= result.steady_from_ms}
     samples: dict[str, list[float]] = {"CRITICAL": [], "other": []}
+    warmup: dict[str, list[float]] = {"fast": [], "meter.alerts": []}
     result.fast_critical = [row[0] - key[1] for key, row in fast.first.items()
-                            if key in expected and row[4] == "CRITICAL"]
+                            if key in steady and row[4] == "CRITICAL"]
+    warmup["fast"] = [row[0] - key[1] for key, row in fast.first.items()
+                      if key in expected and key not in steady and row[4] == "CRITICAL"]
     for key, row in committed.first.items():
-        sent = key[1]  # the reading's ts is its Kafka CreateTime
-        if key in expected:
-            samples["CRITICAL" if row[4] == "CRITICAL" else "other"].append(row[0] - sent)
+        if key in steady:
+            samples["CRITICAL" if row[4] == "CRITICAL" else "other"].append(row[0] - key[1])
+        elif key in expected:
+            warmup["meter.alerts"].append(row[0] - key[1])
         elif not key[0].startswith(f"{producer.tag}-w"):
             result.unexpected += 1
     result.samples = samples
+    result.warmup = warmup
     result.uncommitted_critical = [row[0] - key[1] for key, row in uncommitted.first.items()
-                                   if key in expected and row[4] == "CRITICAL"]
+                                   if key in steady and row[4] == "CRITICAL"]
     result.missing = sum(1 for key in expected if key not in committed.first)
     result.repeats = committed.repeats
 
@@ -477,6 +494,11 @@ def print_live(result: LiveResult, args) -> None:
     print(f"    sent {result.sent:,} readings in {result.seconds:.1f} s "
           f"({result.sent / result.seconds:,.0f}/s achieved); job ready after "
           f"{result.ready_s:.1f} s")
+    if args.warmup:
+        for path, samples in result.warmup.items():
+            print(f"    {'warm-up (first ' + format(args.warmup, 'g') + ' s), ' + path:<38} "
+                  f"{len(samples):>6,} alerts  {_stats(samples)}")
+        print("    measured after the warm-up:")
     if result.system == "flink":
         paths = {"CRITICAL": "CRITICAL on meter.alerts (transactional)",
                  "other": "MAJOR on meter.alerts (transactional)"}
@@ -553,7 +575,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="catch-up rounds (medians)")
     parser.add_argument("--rates", type=int, nargs="+", default=[1000, 5000, 20000],
                         metavar="N", help="live: readings/s, one run each")
-    parser.add_argument("--duration", type=float, default=60, help="live: seconds per rate")
+    parser.add_argument("--duration", type=float, default=60,
+                        help="live: seconds measured per rate, after the warm-up")
+    parser.add_argument("--warmup", type=float, default=20,
+                        help="live: seconds at the rate before the measured ones (a new job's "
+                             "JIT, caches and first checkpoints), reported apart")
     parser.add_argument("--live-meters", type=int, default=10_000,
                         help="live: meters the readings go round")
     parser.add_argument("--anomaly-share", type=float, default=0.01,

@@ -226,7 +226,7 @@ class Demo:
         print(f"""
 Still running (--keep). Look around:
   Flink web UI      {flink_cluster.rest_url()}   (jobs gridstream-aggregate, gridstream-detect)
-  metrics           curl -s {flink_cluster.prometheus_urls()[1]} | grep gridstream
+  metrics           curl -s {' '.join(flink_cluster.prometheus_urls()[1:])} | grep gridstream
   alerts (Kafka)    .venv/bin/python -m tools.consume {config.topics.alerts.name} \\
                       --from-beginning --config {self.path}
   alerts (SQL)      {psql} -h {pg.host} -p {pg.port} -U {pg.user} {pg.database} -c \\

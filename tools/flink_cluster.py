@@ -198,8 +198,10 @@ def up() -> None:
         raise StackError(f"start-cluster.sh failed: {result.stderr.strip()[:300]}")
 
     def ready() -> bool:
+        # A TaskManager shows in the overview a moment before its slot does.
         info = overview()
-        return bool(info and info.get("taskmanagers", 0) >= taskmanagers())
+        return bool(info and info.get("taskmanagers", 0) >= taskmanagers()
+                    and info.get("slots-total", 0) >= taskmanagers())
 
     took = wait_until(ready, 120, "the Flink cluster", alive=lambda: bool(cluster_pids()),
                       log=FLINK_STACK / "log")

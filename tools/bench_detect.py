@@ -379,7 +379,7 @@ class ClusterJob:
 
     def poll(self) -> int | None:
         state = flink_cluster.job_state(self.job_id)
-        if state in (None, "FAILED", "CANCELED", "FINISHED"):
+        if state in flink_cluster.ENDED_STATES:
             self.returncode = 0 if state == "FINISHED" else 1
         return self.returncode
 

@@ -79,15 +79,14 @@ def taskmanagers() -> int:
     return int(value)
 
 
-def prometheus_ports() -> tuple[int, int]:
-    """The reporter's port range: the JobManager takes the first, each TaskManager one after."""
+def prometheus_ports() -> range:
+    """The reporter's ports: the JobManager takes the first, each TaskManager one after."""
     first = env_port("GRIDSTREAM_PROMETHEUS_PORT", 19249)
-    return first, first + taskmanagers()
+    return range(first, first + taskmanagers() + 1)
 
 
 def prometheus_urls() -> list[str]:
-    first, last = prometheus_ports()
-    return [f"http://127.0.0.1:{port}/metrics" for port in range(first, last + 1)]
+    return [f"http://127.0.0.1:{port}/metrics" for port in prometheus_ports()]
 
 
 def render_conf() -> Path:
@@ -102,10 +101,10 @@ def render_conf() -> Path:
     checkpointing["savepoint-dir"] = (FLINK_STACK / "savepoints").as_uri()
     # Per-host working folders (blobs, RocksDB) under .stack, not /tmp.
     conf.setdefault("io", {})["tmp"] = {"dirs": str(FLINK_STACK / "tmp")}
-    first, last = prometheus_ports()
+    ports = prometheus_ports()
     conf.setdefault("metrics", {})["reporter"] = {"prom": {
         "factory": {"class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"},
-        "port": f"{first}-{last}"}}
+        "port": f"{ports[0]}-{ports[-1]}"}}
     for folder in ("run", "log", "checkpoints", "savepoints", "tmp"):
         (FLINK_STACK / folder).mkdir(parents=True, exist_ok=True)
     RENDERED_CONF.mkdir(parents=True, exist_ok=True)
@@ -185,8 +184,7 @@ def up() -> None:
     require_free_port("127.0.0.1", rest_port(), "the Flink REST endpoint", "GRIDSTREAM_FLINK_PORT")
     require_free_port("127.0.0.1", env_port("GRIDSTREAM_FLINK_RPC_PORT", 16123),
                       "the Flink JobManager", "GRIDSTREAM_FLINK_RPC_PORT")
-    first, last = prometheus_ports()
-    for port in range(first, last + 1):
+    for port in prometheus_ports():
         require_free_port("127.0.0.1", port, "the Prometheus metrics endpoint",
                           "GRIDSTREAM_PROMETHEUS_PORT")
     render_conf()
@@ -312,6 +310,10 @@ def job_details(job_id: str) -> dict | None:
         return None
 
 
+# A job in one of these states (or unknown to the cluster: None) is gone for good.
+ENDED_STATES = (None, "CANCELED", "FINISHED", "FAILED")
+
+
 def job_state(job_id: str) -> str | None:
     details = job_details(job_id)
     return details.get("state") if details else None
@@ -323,7 +325,7 @@ def cancel(job_id: str, timeout_s: float = 60) -> None:
     request = urllib.request.Request(f"{rest_url()}/jobs/{job_id}?mode=cancel", method="PATCH")
     with contextlib.suppress(urllib.error.URLError, OSError):
         urllib.request.urlopen(request, timeout=10).close()
-    wait_until(lambda: job_state(job_id) in (None, "CANCELED", "FINISHED", "FAILED"),
+    wait_until(lambda: job_state(job_id) in ENDED_STATES,
                timeout_s, f"job {job_id} to stop")
 
 

@@ -57,7 +57,8 @@ from pathlib import Path
 
 import yaml
 
-from jobs.config import REPO_ROOT, JobConfig, load_config
+from jobs.config import REPO_ROOT, ConfigError, JobConfig, load_config
+from jobs.preflight import PreflightError, check_services
 from tools import flink_cluster
 from tools.bench_aggregate import bench_topic, preload
 from tools.bench_ingest import ensure_topic, topic_size
@@ -69,6 +70,7 @@ from tools.live_traffic import (
     percentile,
     stop_process_group,
 )
+from tools.processes import StackError
 
 BENCH_DIR = REPO_ROOT / ".stack" / "bench"
 LATENCY_FILE = BENCH_DIR / "detect-latency.json"
@@ -143,7 +145,6 @@ def run_flink(config_path: str, group: str) -> float:
     from jobs import detect
     from jobs.config import with_flink_options
     from jobs.ingestion import READINGS_SOURCE, readings_source_ddl
-    from jobs.preflight import check_services
     from jobs.runtime import connector_jars, create_table_env
 
     config = detect.job_config(with_flink_options(load_config(config_path),
@@ -601,11 +602,20 @@ def main(argv: list[str] | None = None) -> int:
 
     # A SIGTERM unwinds like Ctrl-C: jobs stopped, benchmark topics deleted.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    config = load_config(args.config)
+    try:
+        config = load_config(args.config)
+        check_services(config, args.config)
+    except (ConfigError, PreflightError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     raw = yaml.safe_load(Path(args.config).read_text())
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as cleanup:
         if args.engine == "cluster" and not flink_cluster.overview():
-            flink_cluster.up()
+            try:
+                flink_cluster.up()
+            except StackError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
             cleanup.callback(flink_cluster.down)
         if not args.skip_catchup:
             catch_up(config, raw, args, Path(tmp))

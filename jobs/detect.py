@@ -344,11 +344,15 @@ def declare_sinks(t_env, config: JobConfig, *, transactional_id_prefix: str) -> 
 
 
 def job_config(config: JobConfig) -> JobConfig:
-    """`config` with this job's own checkpoint interval and buffer timeout."""
+    """`config` with this job's own checkpoint interval and buffer timeout, and object reuse."""
     detect = config.detect
     config = dataclasses.replace(config, flink=dataclasses.replace(
         config.flink, checkpoint_interval=detect.checkpoint_interval))
-    options = [f"execution.buffer-timeout.interval={int(detect.buffer_timeout)} ms"]
+    options = [f"execution.buffer-timeout.interval={int(detect.buffer_timeout)} ms",
+               # Chained operators hand a record on instead of a deep copy of it: the copies
+               # were a tenth of the source chain's JVM time (profiled). Safe here: the SQL
+               # operators build new rows, and the Python functions get converted copies.
+               "pipeline.object-reuse=true"]
     return with_flink_options(config, [*options, *(f"{k}={v}" for k, v in
                                                    config.flink.options.items())])
 

@@ -30,14 +30,15 @@ def interval_sql(milliseconds: int) -> str:
 # offset, as udfs/reading_parser.py does); rows then carry the validator's own time, and
 # source_time serves the watermark only.
 # The `ts` token by plain string functions over the raw payload: what follows the first "ts"
-# key up to the next quote, comma or brace. JSON_VALUE parses the whole document on every
-# call, and Flink's REGEXP_EXTRACT compiles its pattern on every call: with the token read by
-# one, the source's watermark column was a tenth of the detect job's JVM time (profiled).
-# (Whitespace around the colon may be spaces, not tabs or line breaks; a nested object with its
-# own "ts" key could mislead the watermark. Neither ever changes a reading's time, which is the
-# validator's.)
+# key up to the next quote, comma or brace. JSON_VALUE parses the whole document on every call,
+# and Flink's REGEXP_EXTRACT compiles its pattern on every call: with the token read by one,
+# the watermark column was a tenth of the detect job's JVM time (profiled). The generated code
+# evaluates the token several times, so it looks only at the 48 characters after the key (an
+# RFC 3339 time with microseconds and an offset takes 32). Whitespace around the colon may be
+# spaces, not tabs or line breaks, and a nested object with its own "ts" key could mislead the
+# watermark; neither ever changes a reading's time, which is the validator's.
 _TS = """RTRIM(SPLIT_INDEX(SPLIT_INDEX(SPLIT_INDEX(
-      TRIM(LEADING ' :"' FROM SUBSTRING(`value` FROM POSITION('"ts"' IN `value`) + 4)),
+      TRIM(LEADING ' :"' FROM SUBSTRING(`value` FROM POSITION('"ts"' IN `value`) + 4 FOR 48)),
       '"', 0), ',', 0), '}', 0))"""
 _ZONE = r"'(Z|[+-][0-9]{2}:[0-9]{2})$'"
 _FRACTION = r"'^.{19}[.]([0-9]+)'"

@@ -344,11 +344,12 @@ def declare_sinks(t_env, config: JobConfig, *, transactional_id_prefix: str) -> 
 
 
 def job_config(config: JobConfig) -> JobConfig:
-    """`config` with this job's own checkpoint interval and buffer timeout, and object reuse."""
+    """`config` with this job's own checkpointing and buffer timeout, and object reuse."""
     detect = config.detect
     config = dataclasses.replace(config, flink=dataclasses.replace(
         config.flink, checkpoint_interval=detect.checkpoint_interval))
     options = [f"execution.buffer-timeout.interval={int(detect.buffer_timeout)} ms",
+               f"execution.checkpointing.min-pause={int(detect.checkpoint_min_pause)} ms",
                # Chained operators hand a record on instead of a deep copy of it: the copies
                # were a tenth of the source chain's JVM time (profiled). Safe here: the SQL
                # operators build new rows, and the Python functions get converted copies.

@@ -183,8 +183,14 @@ def run_flink_sampled(config: JobConfig, path: Path, topic: str,
         "--config", str(path), "--bounded", "--group-id", group,
         "-D", "restart-strategy.type=none", "-D", f"pipeline.name={CATCHUP_JOB_NAME}"],
         detached=False)
-    run = run_with_progress(command, config, topic, group, "detect job",
-                            env=flink_cluster.cluster_env())
+    try:
+        run = run_with_progress(command, config, topic, group, "detect job",
+                                env=flink_cluster.cluster_env())
+    except BaseException:  # Ctrl-C, or SIGTERM's exit
+        # Stopping the attached `flink run` client leaves its bounded job running.
+        for job_id in flink_cluster.active_jobs(CATCHUP_JOB_NAME):
+            flink_cluster.cancel(job_id)
+        raise
     found = flink_cluster.SUBMITTED_ID.search(run.result.stdout)
     details = flink_cluster.job_details(found.group(1)) if found else None
     if run.result.returncode != 0 or not details or details.get("state") != "FINISHED":
@@ -609,20 +615,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     raw = yaml.safe_load(Path(args.config).read_text())
+    try:
+        run_benchmarks(config, raw, args)
+    except KeyboardInterrupt:
+        print("interrupted: jobs stopped, benchmark topics deleted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run_benchmarks(config: JobConfig, raw: dict, args) -> None:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as cleanup:
         if args.engine == "cluster" and not flink_cluster.overview():
             try:
                 flink_cluster.up()
             except StackError as err:
-                print(f"error: {err}", file=sys.stderr)
-                return 2
+                raise SystemExit(f"error: {err}") from None
             cleanup.callback(flink_cluster.down)
         if not args.skip_catchup:
             catch_up(config, raw, args, Path(tmp))
             print()
         if not args.skip_live:
             live(config, raw, args, Path(tmp))
-    return 0
 
 
 if __name__ == "__main__":

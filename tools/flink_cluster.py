@@ -319,6 +319,17 @@ def job_state(job_id: str) -> str | None:
     return details.get("state") if details else None
 
 
+def active_jobs(name: str) -> list[str]:
+    """Ids of the cluster's jobs called `name` that have not ended."""
+    try:
+        with urllib.request.urlopen(f"{rest_url()}/jobs/overview", timeout=5) as response:
+            jobs = json.load(response)["jobs"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        return []
+    return [job["jid"] for job in jobs
+            if job.get("name") == name and job.get("state") not in ENDED_STATES]
+
+
 
 def cancel(job_id: str, timeout_s: float = 60) -> None:
     """Cancel a job and wait until it is gone (its checkpoints are kept, conf/flink)."""

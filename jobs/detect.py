@@ -277,11 +277,12 @@ def keyed_by_first_field(t_env, table, key_type):
     from pyflink.datastream.data_stream import KeyedStream
     from pyflink.java_gateway import get_gateway
 
-    # toDataStream's ExternalTypeInfo wraps the RowTypeInfo of the table's rows.
-    pair = _from_java_type(t_env.to_data_stream(table)._j_data_stream.getTransformation()
-                           .getOutputType())._type_info
+    gateway = get_gateway()
+    pair = _from_java_type(gateway.jvm.org.apache.flink.table.types.utils.TypeConversions
+                           .fromDataTypeToLegacyInfo(table._j_table.getResolvedSchema()
+                                                     .toPhysicalRowDataType()))
     stream = t_env.to_append_stream(table, pair)
-    keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
+    keyed = stream._j_data_stream.keyBy(gateway.jvm.KeyByKeySelector(),
                                         Types.ROW([key_type]).get_java_type_info())
     return KeyedStream(keyed, pair.get_field_types()[1], stream)
 

@@ -330,7 +330,6 @@ def active_jobs(name: str) -> list[str]:
             if job.get("name") == name and job.get("state") not in ENDED_STATES]
 
 
-
 def cancel(job_id: str, timeout_s: float = 60) -> None:
     """Cancel a job and wait until it is gone (its checkpoints are kept, conf/flink)."""
     request = urllib.request.Request(f"{rest_url()}/jobs/{job_id}?mode=cancel", method="PATCH")

@@ -624,8 +624,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="live: share of readings that raise an alert (and as many clear)")
     parser.add_argument("--drain-timeout", type=float, default=60,
                         help="live: seconds to wait for outstanding alerts after the last reading")
-    parser.add_argument("--live-baseline", action="store_true",
-                        help="live: run the baseline at each rate too")
+    parser.add_argument("--live-baseline", action=argparse.BooleanOptionalAction,
+                        default=True, help="live: run the baseline at each rate too, side by "
+                        "side with the job (default; --no-live-baseline skips it)")
     parser.add_argument("--engine", choices=("cluster", "embedded"), default="cluster",
                         help="run the detect job on the local standalone cluster, started if "
                              "needed and stopped after (default), or embedded in a MiniCluster")

@@ -38,6 +38,8 @@ topic too; a sag or a frequency excursion: MAJOR), each cleared by the meter's n
 Latency of an alert = wall time at which a read_committed consumer (its own process) receives
 it minus the Kafka timestamp of the reading that caused it (CreateTime, set by the producer at
 send), matched by (meter_id, event_ts) == (meter, ts).
+The baseline runs each rate too, after the job, for its latency side by side (kafka-python,
+at-least-once, no checkpoints; --no-live-baseline skips it).
 The job's lag is read from the offsets it commits at each checkpoint. The 5,000/s run's
 samples go to .stack/bench/detect-latency.json (`python -m tools.report --latency`).
 """

@@ -155,12 +155,17 @@ def cluster_env() -> dict[str, str]:
     return env
 
 
-def overview() -> dict | None:
+def _rest_json(path: str, timeout_s: float = 5) -> dict | None:
+    """GET `path` from the cluster's REST API; None when the cluster does not answer."""
     try:
-        with urllib.request.urlopen(f"{rest_url()}/overview", timeout=2) as response:
+        with urllib.request.urlopen(f"{rest_url()}{path}", timeout=timeout_s) as response:
             return json.load(response)
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def overview() -> dict | None:
+    return _rest_json("/overview", timeout_s=2)
 
 
 def cluster_pids() -> list[int]:
@@ -303,11 +308,7 @@ def _cause(output: str) -> str:
 
 def job_details(job_id: str) -> dict | None:
     """The REST API's /jobs/<id>: state, duration (ms from submission), vertices..."""
-    try:
-        with urllib.request.urlopen(f"{rest_url()}/jobs/{job_id}", timeout=5) as response:
-            return json.load(response)
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    return _rest_json(f"/jobs/{job_id}")
 
 
 # A job in one of these states (or unknown to the cluster: None) is gone for good.
@@ -321,11 +322,7 @@ def job_state(job_id: str) -> str | None:
 
 def active_jobs(name: str) -> list[str]:
     """Ids of the cluster's jobs called `name` that have not ended."""
-    try:
-        with urllib.request.urlopen(f"{rest_url()}/jobs/overview", timeout=5) as response:
-            jobs = json.load(response)["jobs"]
-    except (urllib.error.URLError, OSError, ValueError, KeyError):
-        return []
+    jobs = (_rest_json("/jobs/overview") or {}).get("jobs", [])
     return [job["jid"] for job in jobs
             if job.get("name") == name and job.get("state") not in ENDED_STATES]
 
